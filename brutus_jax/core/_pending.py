@@ -1,0 +1,41 @@
+"""Names of brutus's public API whose implementation has not landed yet.
+
+They exist so that every import of the brutus API works with ``brutus`` renamed
+to ``brutus_jax``; using them raises ``NotImplementedError`` naming the issue
+that delivers them.  Nothing here pretends to compute anything.
+"""
+
+
+def _pending(name, issue, what):
+    def __init__(self, *args, **kwargs):
+        raise NotImplementedError(
+            f"brutus_jax.{name} is not implemented yet ({what}; tracked in issue #{issue})."
+        )
+
+    return __init__
+
+
+class Isochrone:
+    """MIST isochrone interpolator (pending: differentiable populations, issue #4)."""
+
+    __init__ = _pending("core.Isochrone", 4, "differentiable stellar populations")
+
+
+class StellarPop:
+    """Stellar population SEDs with binaries (pending: issue #4)."""
+
+    __init__ = _pending("core.StellarPop", 4, "differentiable stellar populations")
+
+
+class BruteForce:
+    """Grid fitter for individual stars (pending: issue #3)."""
+
+    __init__ = _pending("analysis.BruteForce", 3, "the JAX BruteForce fitter")
+
+
+def isochrone_population_loglike(*args, **kwargs):
+    """Population log-likelihood (pending: issue #4)."""
+    raise NotImplementedError(
+        "brutus_jax.analysis.isochrone_population_loglike is not implemented yet "
+        "(differentiable stellar populations; tracked in issue #4)."
+    )
