@@ -23,6 +23,7 @@ initial [Fe/H] (the isochrone files carry no surface abundances) and
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -181,6 +182,21 @@ def build_grid(preset="default", filters=None, mini_grid=None, eep_grid=None, fe
     return path
 
 
+@functools.lru_cache(maxsize=4)
+def _relative_slope_interpolator(bc_path, bands):
+    """Band-averaged G23 relative R_V slopes on the BC table's (feh, logt, logg)
+    nodes, weighted by each node's C3K SED; returns an interpolator (cached)."""
+    from scipy.interpolate import RegularGridInterpolator
+
+    sed = BCTable(bc_path, [s[0] for s in SED_BANDS])
+    Fn, Tn, Gn = np.meshgrid(sed.feh_nodes, sed.logt_nodes, sed.logg_nodes, indexing="ij")
+    sed_mags = -sed.bc(Tn, Gn, Fn, 0.0)  # Mbol cancels in the SED shape
+    rel = band_relative_rv_slopes(bands, sed_mags)  # (nf, nt, ng, nb)
+    rgi = RegularGridInterpolator((sed.feh_nodes, sed.logt_nodes, sed.logg_nodes), rel,
+                                  bounds_error=False, fill_value=None)
+    return rgi, (sed.feh_range, sed.logt_range, sed.logg_range)
+
+
 def make_grid_arrays(mini, eep, feh, filters, loga_max=10.14, verbose=True):
     """The arrays of a grid: models (N, Nfilt, 3), labels and params (structured)."""
     t0 = time.perf_counter()
@@ -215,18 +231,11 @@ def make_grid_arrays(mini, eep, feh, filters, loga_max=10.14, verbose=True):
 
     # relative R_V slopes: band-averaged G23 weighted by each node's C3K SED
     b = np.empty_like(k31)
-    curve_bands = [f for f in filters if f in SPECLITE_NAMES]
+    curve_bands = tuple(f for f in filters if f in SPECLITE_NAMES)
     if curve_bands:
-        sed = BCTable(bc_path, [s[0] for s in SED_BANDS])
-        Fn, Tn, Gn = np.meshgrid(sed.feh_nodes, sed.logt_nodes, sed.logg_nodes, indexing="ij")
-        sed_mags = -sed.bc(Tn, Gn, Fn, 0.0)  # Mbol cancels in the SED shape
-        rel = band_relative_rv_slopes(curve_bands, sed_mags)  # (nf, nt, ng, nb)
-        from scipy.interpolate import RegularGridInterpolator
-
-        rgi = RegularGridInterpolator((sed.feh_nodes, sed.logt_nodes, sed.logg_nodes), rel,
-                                      bounds_error=False, fill_value=None)
-        pts = np.stack([np.clip(fehv, *sed.feh_range), np.clip(logt, *sed.logt_range),
-                        np.clip(logg, *sed.logg_range)], axis=-1)
+        rgi, franges = _relative_slope_interpolator(str(bc_path), curve_bands)
+        pts = np.stack([np.clip(fehv, *franges[0]), np.clip(logt, *franges[1]),
+                        np.clip(logg, *franges[2])], axis=-1)
         rel_models = rgi(pts)
         for j, f in enumerate(curve_bands):
             i = filters.index(f)

@@ -1,0 +1,120 @@
+"""Command line: ``brutus-jax build-grid`` and ``brutus-jax demo``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+import numpy as np
+
+
+def _build(args):
+    from .data import build_grid
+
+    t0 = time.perf_counter()
+    path = build_grid(preset=args.preset, filters=args.filters, output_file=args.output,
+                      rebuild=args.rebuild, verbose=not args.quiet)
+    print(path)
+    if not args.quiet:
+        print(f"done in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+    return 0
+
+
+#: (label, mini [Msun], feh) stars whose SEDs the demo prints at a few ages
+DEMO_STARS = (
+    ("0.5 Msun dwarf", 0.5, 0.0, 9.0),
+    ("0.8 Msun dwarf", 0.8, 0.0, 9.0),
+    ("Sun (4.57 Gyr)", 1.0, 0.0, np.log10(4.57e9)),
+    ("1.2 Msun", 1.2, 0.0, np.log10(4.57e9)),
+    ("1.5 Msun", 1.5, 0.0, 9.0),
+    ("2.0 Msun", 2.0, 0.0, 9.0),
+    ("1.0 Msun, [Fe/H]=-1", 1.0, -1.0, 9.7),
+    ("1.2 Msun red giant", 1.2, 0.0, None),
+)
+
+
+def demo_table(grid, stars=DEMO_STARS):
+    """Rows (label, mini, eep, feh, loga, Teff, logg, M_G, BP-RP, M_Ks) from a StarGrid.
+
+    The EEP of a star of given mass and age is found on the grid's own track
+    (linear interpolation of loga along the models of that mass and [Fe/H]
+    node); a ``None`` age picks EEP 550 (lower red-giant branch).  Stars whose
+    mass or [Fe/H] is not a grid node, or whose age is outside the track, are
+    skipped.
+    """
+    rows = []
+    want = ("Gaia_G_EDR3", "Gaia_BP_EDR3", "Gaia_RP_EDR3", "2MASS_Ks")
+    idx = [grid.filters.index(f) if f in grid.filters else None for f in want]
+    lab = grid.labels
+    for label, mini, feh, loga in stars:
+        on = np.isclose(lab["mini"], mini) & np.isclose(lab["feh"], feh)  # the track's own models
+        order = np.argsort(lab["eep"][on])
+        y, x = lab["eep"][on][order], lab["loga"][on][order]
+        if loga is None:
+            eep = 550.0
+            if y.size == 0 or y.max() < eep:
+                continue
+        else:
+            if x.size < 2 or loga < x.min() or loga > x.max():
+                continue
+            eep = float(np.interp(loga, x, y))
+        sed, p, _ = grid.get_seds(mini=mini, eep=eep, feh=feh, dist=10.0)
+        sed = np.asarray(sed)
+        g = [sed[i] if i is not None else np.nan for i in idx]
+        rows.append((label, mini, eep, feh, float(p["loga"]), 10 ** float(p["logt"]), float(p["logg"]),
+                     g[0], g[1] - g[2], g[3]))
+    return rows
+
+
+def _demo(args):
+    from .core import StarGrid
+    from .data import build_grid, load_models
+
+    t0 = time.perf_counter()
+    path = args.grid or build_grid(preset=args.preset, verbose=True)
+    models, labels, mask = load_models(path, verbose=True)
+    grid = StarGrid(models, labels, mask, verbose=False)
+    print(f"grid: {path}\n{grid!r}")
+    print(f"bands: {', '.join(grid.filters)}")
+    rows = demo_table(grid)
+    print("\nAbsolute magnitudes (10 pc, A_V = 0) from the MIST grid:")
+    print(f"{'star':<22} {'mini':>5} {'eep':>6} {'[Fe/H]':>6} {'logAge':>6} {'Teff':>6} {'logg':>5} "
+          f"{'M_G':>6} {'BP-RP':>6} {'M_Ks':>6}")
+    for r in rows:
+        print(f"{r[0]:<22} {r[1]:5.2f} {r[2]:6.1f} {r[3]:6.2f} {r[4]:6.3f} {r[5]:6.0f} {r[6]:5.2f} "
+              f"{r[7]:6.3f} {r[8]:6.3f} {r[9]:6.3f}")
+    # reddening vector of the Sun-like model
+    sun = grid.get_seds(mini=1.0, eep=rows[2][2] if len(rows) > 2 else 350, feh=0.0, dist=10.0, av=1.0, rv=3.1)[0]
+    sun0 = grid.get_seds(mini=1.0, eep=rows[2][2] if len(rows) > 2 else 350, feh=0.0, dist=10.0)[0]
+    ext = np.asarray(sun) - np.asarray(sun0)
+    print("\nA_band / A_V for the solar model at A_V = 1, R_V = 3.1:")
+    print("  " + "  ".join(f"{f}={e:.3f}" for f, e in zip(grid.filters, ext)))
+    print(f"\n({time.perf_counter() - t0:.1f} s)")
+    return 0
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="brutus-jax", description=__doc__)
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    b = sub.add_parser("build-grid", help="build (or find cached) a brutus-format grid from MIST models")
+    b.add_argument("--preset", default="default", help="lattice preset: default | small")
+    b.add_argument("--filters", nargs="+", default=None, help="band names (default: DEFAULT_FILTERS)")
+    b.add_argument("--output", default=None, help="output HDF5 path (default: the data cache)")
+    b.add_argument("--rebuild", action="store_true", help="rebuild even if a cached grid exists")
+    b.add_argument("--quiet", action="store_true")
+    b.set_defaults(func=_build)
+    d = sub.add_parser("demo", help="build/load the default grid and print model SEDs")
+    d.add_argument("--preset", default="default", help="grid preset when --grid is not given")
+    d.add_argument("--grid", default=None, help="a brutus-format grid file to use instead")
+    d.set_defaults(func=_demo)
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except (ValueError, FileNotFoundError, FileExistsError, RuntimeError) as exc:
+        print(f"brutus-jax: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
