@@ -77,6 +77,19 @@ def _seds_from_weights(models, rows, weights, av, rv, dmod, return_flux):
 _apply_weights = jax.jit(_interp.apply_weights)
 
 
+def _pad(x):
+    """Pad the leading (query) axis to a power of two by repeating the last row.
+
+    Keeps the number of distinct shapes (hence XLA compiles) logarithmic in
+    the number of queries; callers slice the first ``nq`` results.
+    """
+    n = x.shape[0]
+    size = 1 << max(n - 1, 0).bit_length()
+    if size == n or n == 0:
+        return x
+    return np.concatenate([x, np.repeat(x[-1:], size - n, axis=0)])
+
+
 def _is_mask(arr):
     names = getattr(getattr(arr, "dtype", None), "names", None)
     return bool(names) and all(arr.dtype[n] == np.bool_ for n in names) and arr.size == 1
@@ -209,24 +222,26 @@ class StarGrid:
             )
         cols = [np.asarray(given[n], dtype=np.float64) if n in given else self.axes[n][0] for n in self.label_names]
         shape = np.broadcast_shapes(*(np.shape(c) for c in cols), *(np.shape(e) for e in extra))
-        points = np.stack([np.broadcast_to(c, shape).reshape(-1) for c in cols], axis=-1) if cols else np.zeros((int(np.prod(shape)), 0))
-        return jnp.asarray(points), shape, given
+        nq = int(np.prod(shape))
+        points = np.stack([np.broadcast_to(c, shape).reshape(-1) for c in cols], axis=-1) if cols else np.zeros((nq, 0))
+        return jnp.asarray(_pad(points)), shape, given
 
     def _rows_weights(self, points, use_multilinear):
         method = "multilinear" if use_multilinear else "nearest"
         return _rows_weights(self._axes_j, self._lattice_j, points, method)
 
     def _predictions(self, rows, weights, shape, given):
+        nq = int(np.prod(shape))
         out = {}
         if self.param_names:
             for n in self.label_names:
                 if n in given:  # echoed as passed (broadcast for array queries)
                     out[n] = given[n] if shape == () else np.broadcast_to(np.asarray(given[n], dtype=np.float64), shape)
-            vals = np.asarray(_apply_weights(self._pred_values, rows, weights))
+            vals = np.asarray(_apply_weights(self._pred_values, rows, weights))[:nq]
             names = self.param_names
         else:
             coords = jnp.asarray(np.stack([self.labels[n] for n in self.label_names], axis=-1))
-            vals = np.asarray(_apply_weights(coords, rows, weights))
+            vals = np.asarray(_apply_weights(coords, rows, weights))[:nq]
             names = self.label_names
         for i, n in enumerate(names):
             v = vals[:, i].reshape(shape)
@@ -291,12 +306,15 @@ class StarGrid:
         dist = 1000.0 if dist is None else dist
         points, shape, given = self._query(values, extra=(av, rv, dist))
         rows, weights = self._rows_weights(points, use_multilinear)
-        nq = points.shape[0]
-        av_q = jnp.asarray(np.broadcast_to(np.asarray(av, dtype=np.float64), shape).reshape(nq))
-        rv_q = jnp.asarray(np.broadcast_to(np.asarray(rv, dtype=np.float64), shape).reshape(nq))
-        dmod = 5.0 * np.log10(np.broadcast_to(np.asarray(dist, dtype=np.float64), shape).reshape(nq) / 1000.0)
-        seds = _seds_from_weights(self.models, rows, weights, av_q, rv_q, jnp.asarray(dmod), bool(return_flux))
-        sed = np.asarray(seds).reshape(shape + (self.nfilters,))
+        nq = int(np.prod(shape))
+
+        def per_query(v):
+            return _pad(np.broadcast_to(np.asarray(v, dtype=np.float64), shape).reshape(nq))
+
+        dmod = 5.0 * np.log10(per_query(dist) / 1000.0)
+        av_q, rv_q, dmod = (jnp.asarray(v) for v in (per_query(av), per_query(rv), dmod))
+        seds = _seds_from_weights(self.models, rows, weights, av_q, rv_q, dmod, bool(return_flux))
+        sed = np.asarray(seds)[:nq].reshape(shape + (self.nfilters,))
 
         params = self._predictions(rows, weights, shape, given) if return_predictions else None
         if return_dict:

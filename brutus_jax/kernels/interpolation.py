@@ -28,17 +28,21 @@ the query to every lattice point is separable,
 lattice followed by a masked argmin (cost ~ lattice size per query).  It is
 only evaluated (via ``lax.cond``) when some query of the batch needs it.
 
-Everything here is pure ``jax.numpy``: ``jit``/``vmap``-able, with the grid
-passed as arguments (never closed over).  Weights are computed in the dtype
+Everything here is pure ``jax.numpy`` and the public kernels are already
+wrapped in ``jax.jit`` (compiled once per shape; they compose with outer
+``jit``/``vmap``/``grad``), with the grid passed as arguments (never closed
+over).  Weights are computed in the dtype
 of ``points`` (promoted with the axes' dtype).
 """
 
 from __future__ import annotations
 
+import functools
 import itertools
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 __all__ = [
     "corner_weights",
@@ -58,7 +62,7 @@ def _bracket(nodes, x):
     if n == 1:
         zeros = jnp.zeros(x.shape, dtype=jnp.int32)
         return zeros, zeros, jnp.zeros_like(x)
-    idx = jnp.searchsorted(nodes, x, side="left")
+    idx = jnp.searchsorted(nodes, x, side="left", method="compare_all")
     lo = jnp.clip(idx - 1, 0, n - 2).astype(jnp.int32)
     hi = lo + 1
     x_lo = nodes[lo]
@@ -107,6 +111,7 @@ def _normalise(axes, points):
     return norm_axes, qnorm
 
 
+@jax.jit
 def nearest_rows(axes, lattice, points):
     """Row of the nearest existing model for every query (normalised axis units).
 
@@ -124,12 +129,14 @@ def nearest_rows(axes, lattice, points):
     points = jnp.asarray(points)
     axes = tuple(jnp.asarray(a) for a in axes)
     points = points.astype(jnp.result_type(points, *axes, float))
+    lattice = jnp.asarray(lattice)
     shape = lattice.shape
     flat = jnp.reshape(lattice, (-1,))
     norm_axes, qnorm = _normalise(axes, points)
     return jax.lax.map(lambda q: _nearest_one(norm_axes, flat, shape, q), qnorm)
 
 
+@jax.jit
 def corner_weights(axes, lattice, points, min_weight=MIN_CORNER_WEIGHT):
     """Multilinear corner rows and weights, with the nearest-model fallback.
 
@@ -155,6 +162,7 @@ def corner_weights(axes, lattice, points, min_weight=MIN_CORNER_WEIGHT):
     axes = tuple(jnp.asarray(a) for a in axes)
     dtype = jnp.result_type(points, *axes, float)
     points = points.astype(dtype)
+    lattice = jnp.asarray(lattice)
     k = len(axes)
     shape = lattice.shape
     if len(shape) != k:
@@ -163,19 +171,19 @@ def corner_weights(axes, lattice, points, min_weight=MIN_CORNER_WEIGHT):
     flat = jnp.reshape(lattice, (-1,))
     nq = points.shape[0]
 
+    # corners as an array axis (few HLO ops -> fast compiles): bits (C, k)
+    bits = np.array(list(itertools.product((0, 1), repeat=k)), dtype=np.int32).reshape(-1, k)
     brackets = [_bracket(axes[j], points[:, j]) for j in range(k)]
-    corner_rows, corner_w = [], []
-    for bits in itertools.product((0, 1), repeat=k):
-        index = jnp.zeros((nq,), dtype=jnp.int32)
-        w = jnp.ones((nq,), dtype=dtype)
-        for j, bit in enumerate(bits):
-            lo, hi, t = brackets[j]
-            index = index + (hi if bit else lo) * strides[j]
-            w = w * (t if bit else 1.0 - t)
-        corner_rows.append(flat[index])
-        corner_w.append(w)
-    rows = jnp.stack(corner_rows, axis=-1)
-    w = jnp.stack(corner_w, axis=-1)
+    if k:
+        lo = jnp.stack([b[0] for b in brackets], axis=-1)  # (Nq, k)
+        t = jnp.stack([b[2] for b in brackets], axis=-1)
+        step = bits * np.array([s_ > 1 for s_ in shape], dtype=np.int32)  # hi = lo + 1
+        index = jnp.sum((lo[:, None, :] + step) * np.array(strides, dtype=np.int32), axis=-1)
+        w = jnp.prod(jnp.where(bits.astype(bool), t[:, None, :], 1.0 - t[:, None, :]), axis=-1)
+    else:
+        index = jnp.zeros((nq, 1), dtype=jnp.int32)
+        w = jnp.ones((nq, 1), dtype=dtype)
+    rows = flat[index]  # (Nq, C)
     exists = rows >= 0
     w = jnp.where(exists, w, 0.0)
     wsum = jnp.sum(w, axis=-1)
@@ -195,6 +203,7 @@ def corner_weights(axes, lattice, points, min_weight=MIN_CORNER_WEIGHT):
     return jax.lax.cond(jnp.any(need_fallback), with_fallback, lambda args: args, (rows, w))
 
 
+@jax.jit
 def apply_weights(values, rows, weights):
     """``sum_c weights[q, c] * values[rows[q, c]]`` -> (Nq, ...).
 
@@ -211,6 +220,7 @@ def apply_weights(values, rows, weights):
     return jnp.where(empty, jnp.nan, out)
 
 
+@functools.partial(jax.jit, static_argnames=("method",))
 def interpolate(axes, lattice, values, points, method="multilinear"):
     """Interpolate ``values`` (Nmodel, ...) at ``points`` (Nq, k).
 
@@ -219,19 +229,20 @@ def interpolate(axes, lattice, values, points, method="multilinear"):
     normalised axis units).  Returns (Nq, ...); NaN only when the lattice has
     no model at all.
     """
+    points = jnp.asarray(points)
     if method == "multilinear":
         rows, weights = corner_weights(axes, lattice, points)
     elif method == "nearest":
         near = nearest_rows(axes, lattice, points)
         rows = jnp.where(near >= 0, near, 0)[:, None]
-        weights = jnp.where(near >= 0, 1.0, 0.0)[:, None].astype(jnp.result_type(points, float))
+        weights = jnp.where(near >= 0, 1.0, 0.0)[:, None].astype(jnp.result_type(points, *axes, float))
     else:
         raise ValueError(f"method must be 'multilinear' or 'nearest', got {method!r}")
     return apply_weights(values, rows, weights)
 
 
 def build_lattice(coords, axes=None):
-    """Host helper (numpy): axes and index lattice from per-model coordinates.
+    """Host helper (numpy, not traceable): axes and index lattice from per-model coordinates.
 
     Parameters
     ----------
@@ -247,8 +258,6 @@ def build_lattice(coords, axes=None):
     lattice : int32 numpy array; entry = model row (the FIRST row when several
         models share a lattice point, as brutus), -1 where there is none.
     """
-    import numpy as np
-
     coords = np.asarray(coords, dtype=np.float64)
     if coords.ndim != 2:
         raise ValueError(f"coords must be (Nmodel, k), got shape {coords.shape}")
