@@ -153,6 +153,9 @@ def test_renormalisation_and_fallback_by_hand():
     np.testing.assert_allclose(got, [15.0 / 0.875, 20.0, 30.0], rtol=1e-14)
     rows, w = interp.corner_weights(axes, lattice, jnp.asarray(q))
     np.testing.assert_allclose(jnp.sum(w, axis=1), 1.0, rtol=1e-14)
+    # a NaN value at a zero-weight corner does not leak into the result
+    nan_vals = np.array([10.0, 20.0, np.nan])
+    np.testing.assert_array_equal(interp.interpolate(axes, lattice, nan_vals, [[0.0, 0.0], [0.0, 1.0]]), [10.0, 15.0])
 
 
 def test_nan_only_when_nothing_valid():

@@ -80,7 +80,7 @@ class GridModels(np.ndarray):
     def __array_wrap__(self, arr, context=None, return_scalar=False):
         if return_scalar:
             return arr[()]
-        return super().__array_wrap__(arr, context, return_scalar)
+        return super().__array_wrap__(arr, context)
 
     def __getitem__(self, key):
         out = super().__getitem__(key)
