@@ -1,0 +1,111 @@
+"""Monte-Carlo integration of the priors over (ln d, A_V, R_V) and posterior draws.
+
+For one star and its K selected models (padded to a static K; ``valid`` marks
+the real ones) this is brutus's ``logpost_grid`` after selection plus the
+evidence and resampling of ``_fit`` (ALGORITHMS.md §3.7-3.8):
+
+* the Laplace approximation of each model's likelihood in
+  (eta = ln d = -1/2 ln s, A_V, R_V) is the proposal: precision
+  ``J[0,0] = 4 s^2 I00``, ``J[0,k] = -2 s I0k``, other entries of the
+  (s, A_V, R_V) Fisher matrix unchanged (optionally off-diagonals shrunk);
+* ``Nmc`` antithetic draws per model, clipped to d in [1e-3, 1e6] kpc,
+  A_V in avlim, R_V in rvlim;
+* ``lnp_mc = lnprob_base + ln d + extra priors(d, A_V)``;
+  ``lnp = logsumexp(lnp_mc) - ln Nmc``; ``mc_ess = 1 / sum w^2``;
+* evidence ``logsumexp(lnp)``; ``Ndraws`` models resampled with replacement
+  ``~ exp(lnp)`` and one MC sample per draw picked ``~ exp(lnp_mc)``.
+
+All randomness comes from an explicit PRNG key (one per star).
+"""
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from .linalg3 import cholesky3, inverse3
+
+__all__ = ["lnd_precision", "laplace_draws", "StarPosterior", "integrate_and_draw"]
+
+MIN_SCALE = 1e-20
+
+
+def lnd_precision(icov, scale, precision_shrinkage=0.0):
+    """Precision in (ln d, A_V, R_V) from the (s, A_V, R_V) one; (..., 3, 3)."""
+    s = jnp.maximum(scale, MIN_SCALE)
+    J = icov
+    J = J.at[..., 0, 0].set(4.0 * s * s * icov[..., 0, 0])
+    for k in (1, 2):
+        J = J.at[..., 0, k].set(-2.0 * s * icov[..., 0, k])
+        J = J.at[..., k, 0].set(-2.0 * s * icov[..., k, 0])
+    if precision_shrinkage:
+        off = 1.0 - jnp.eye(3, dtype=J.dtype)
+        J = J * (1.0 - precision_shrinkage * off)
+    return J
+
+
+def laplace_draws(key, scale, av, rv, icov, nmc, avlim=(0.0, 20.0), rvlim=(1.0, 8.0),
+                  precision_shrinkage=0.0):
+    """Antithetic Gaussian draws of (d [kpc], A_V, R_V): each (K, nmc)."""
+    s = jnp.maximum(scale, MIN_SCALE)
+    mean = jnp.stack([-0.5 * jnp.log(s), av, rv], axis=-1)  # (K, 3)
+    cov = inverse3(lnd_precision(icov, scale, precision_shrinkage), regularize=True)
+    L = cholesky3(cov)
+    nh = (nmc + 1) // 2
+    z = jax.random.normal(key, (scale.shape[0], nh, 3), dtype=mean.dtype)
+    z = jnp.concatenate([z, -z], axis=1)[:, :nmc]  # antithetic pairs
+    x = mean[:, None, :] + jnp.einsum("kij,knj->kni", L, z)
+    d = jnp.clip(jnp.exp(x[..., 0]), 1e-3, 1e6)
+    a = jnp.clip(x[..., 1], avlim[0], avlim[1])
+    r = jnp.clip(x[..., 2], rvlim[0], rvlim[1])
+    return d, a, r
+
+
+class StarPosterior(NamedTuple):
+    lnp: jax.Array  # (K,) MC-integrated log-posterior per selected model (-inf for padding)
+    mc_ess: jax.Array  # (K,)
+    cov_sar: jax.Array  # (K, 3, 3) covariance in (s, A_V, R_V)
+    log_evid: jax.Array  # ()
+    draw_model: jax.Array  # (Ndraws,) index into the K selected models
+    draw_dist: jax.Array  # (Ndraws,) kpc
+    draw_av: jax.Array
+    draw_rv: jax.Array
+    draw_logp: jax.Array  # lnp_mc of the picked MC sample
+
+
+def integrate_and_draw(key, valid, lnprob_base, scale, av, rv, icov, extra_lnprior, *, nmc, ndraws,
+                       avlim=(0.0, 20.0), rvlim=(1.0, 8.0), precision_shrinkage=0.0):
+    """MC prior integration, evidence and resampling for one star's K models.
+
+    Parameters
+    ----------
+    key : PRNG key for this star.
+    valid : (K,) bool, real (not padding) models.
+    lnprob_base : (K,) ln L + static ln prior.
+    scale, av, rv : (K,) best fit; icov : (K, 3, 3) Fisher matrix in (s, A_V, R_V).
+    extra_lnprior : callable ``(d, A_V, R_V) -> (K, nmc)`` log-prior terms beyond the
+        static prior (Galactic structure, dust map, parallax); must be jax-traceable.
+    nmc, ndraws : static ints.
+    """
+    k_mc, k_model, k_pick = jax.random.split(key, 3)
+    d, a, r = laplace_draws(k_mc, scale, av, rv, icov, nmc, avlim, rvlim, precision_shrinkage)
+    lnp_mc = lnprob_base[:, None] + jnp.log(d) + extra_lnprior(d, a, r)
+    lnp_mc = jnp.where(valid[:, None] & ~jnp.isnan(lnp_mc), lnp_mc, -jnp.inf)
+    lnp = jax.nn.logsumexp(lnp_mc, axis=1) - jnp.log(float(nmc))
+    lnp = jnp.where(jnp.isfinite(lnp), lnp, -jnp.inf)
+    mx = jnp.max(lnp_mc, axis=1, keepdims=True)
+    w = jnp.exp(lnp_mc - jnp.where(jnp.isfinite(mx), mx, 0.0))
+    sw = jnp.sum(w, axis=1, keepdims=True)
+    w = w / jnp.where(sw > 0, sw, 1.0)
+    ess = jnp.where(sw[:, 0] > 0, 1.0 / jnp.maximum(jnp.sum(w * w, axis=1), 1e-300), 0.0)
+    log_evid = jax.nn.logsumexp(lnp)
+    # resample models ~ exp(lnp) (uniform over valid models if all weights vanish)
+    logits = jnp.where(jnp.isfinite(log_evid), lnp, jnp.where(valid, 0.0, -jnp.inf))
+    idx = jax.random.categorical(k_model, logits, shape=(ndraws,))
+    picks_logits = lnp_mc[idx]
+    picks_logits = jnp.where(jnp.any(jnp.isfinite(picks_logits), axis=1, keepdims=True), picks_logits, 0.0)
+    j = jax.random.categorical(k_pick, picks_logits, axis=-1)
+    take = lambda arr: arr[idx, j]  # noqa: E731
+    cov_sar = inverse3(icov, regularize=True)
+    return StarPosterior(lnp=lnp, mc_ess=ess, cov_sar=cov_sar, log_evid=log_evid, draw_model=idx,
+                         draw_dist=take(d), draw_av=take(a), draw_rv=take(r), draw_logp=take(lnp_mc))
