@@ -25,7 +25,8 @@ import jax.numpy as jnp
 
 from .linalg3 import cholesky3, inverse3
 
-__all__ = ["lnd_precision", "laplace_draws", "StarPosterior", "integrate_and_draw"]
+__all__ = ["lnd_precision", "laplace_draws", "MCIntegral", "mc_integrate", "draw_posterior",
+           "StarPosterior", "integrate_and_draw"]
 
 MIN_SCALE = 1e-20
 
@@ -73,22 +74,24 @@ class StarPosterior(NamedTuple):
     draw_logp: jax.Array  # lnp_mc of the picked MC sample
 
 
-def integrate_and_draw(key, valid, lnprob_base, scale, av, rv, icov, extra_lnprior, *, nmc, ndraws,
-                       avlim=(0.0, 20.0), rvlim=(1.0, 8.0), precision_shrinkage=0.0):
-    """MC prior integration, evidence and resampling for one star's K models.
+class MCIntegral(NamedTuple):
+    dist: jax.Array  # (K, nmc) kpc
+    av: jax.Array  # (K, nmc)
+    rv: jax.Array  # (K, nmc)
+    lnp_mc: jax.Array  # (K, nmc)
+    lnp: jax.Array  # (K,)
+    mc_ess: jax.Array  # (K,)
 
-    Parameters
-    ----------
-    key : PRNG key for this star.
-    valid : (K,) bool, real (not padding) models.
-    lnprob_base : (K,) ln L + static ln prior.
-    scale, av, rv : (K,) best fit; icov : (K, 3, 3) Fisher matrix in (s, A_V, R_V).
-    extra_lnprior : callable ``(d, A_V, R_V) -> (K, nmc)`` log-prior terms beyond the
-        static prior (Galactic structure, dust map, parallax); must be jax-traceable.
-    nmc, ndraws : static ints.
+
+def mc_integrate(key, valid, lnprob_base, scale, av, rv, icov, extra_lnprior, *, nmc,
+                 avlim=(0.0, 20.0), rvlim=(1.0, 8.0), precision_shrinkage=0.0):
+    """MC integration of the priors for K models (see module docstring).
+
+    ``extra_lnprior(d, A_V, R_V) -> (K, nmc)`` adds the priors beyond the static
+    one (Galactic structure, dust map, parallax); it must be jax-traceable.
+    Padding models (``valid`` False) get lnp = -inf and mc_ess = 0.
     """
-    k_mc, k_model, k_pick = jax.random.split(key, 3)
-    d, a, r = laplace_draws(k_mc, scale, av, rv, icov, nmc, avlim, rvlim, precision_shrinkage)
+    d, a, r = laplace_draws(key, scale, av, rv, icov, nmc, avlim, rvlim, precision_shrinkage)
     lnp_mc = lnprob_base[:, None] + jnp.log(d) + extra_lnprior(d, a, r)
     lnp_mc = jnp.where(valid[:, None] & ~jnp.isnan(lnp_mc), lnp_mc, -jnp.inf)
     lnp = jax.nn.logsumexp(lnp_mc, axis=1) - jnp.log(float(nmc))
@@ -98,14 +101,30 @@ def integrate_and_draw(key, valid, lnprob_base, scale, av, rv, icov, extra_lnpri
     sw = jnp.sum(w, axis=1, keepdims=True)
     w = w / jnp.where(sw > 0, sw, 1.0)
     ess = jnp.where(sw[:, 0] > 0, 1.0 / jnp.maximum(jnp.sum(w * w, axis=1), 1e-300), 0.0)
-    log_evid = jax.nn.logsumexp(lnp)
-    # resample models ~ exp(lnp) (uniform over valid models if all weights vanish)
-    logits = jnp.where(jnp.isfinite(log_evid), lnp, jnp.where(valid, 0.0, -jnp.inf))
+    return MCIntegral(d, a, r, lnp_mc, lnp, ess)
+
+
+def draw_posterior(key, valid, mc, ndraws):
+    """Evidence, ``ndraws`` models ~ exp(lnp) (with replacement) and one MC sample
+    per draw ~ exp(lnp_mc).  Returns (log_evid, model (ndraws,), sample (ndraws,))."""
+    k_model, k_pick = jax.random.split(key)
+    log_evid = jax.nn.logsumexp(mc.lnp)
+    # uniform over valid models if every weight vanished (flagged by log_evid = -inf)
+    logits = jnp.where(jnp.isfinite(log_evid), mc.lnp, jnp.where(valid, 0.0, -jnp.inf))
     idx = jax.random.categorical(k_model, logits, shape=(ndraws,))
-    picks_logits = lnp_mc[idx]
-    picks_logits = jnp.where(jnp.any(jnp.isfinite(picks_logits), axis=1, keepdims=True), picks_logits, 0.0)
-    j = jax.random.categorical(k_pick, picks_logits, axis=-1)
-    take = lambda arr: arr[idx, j]  # noqa: E731
-    cov_sar = inverse3(icov, regularize=True)
-    return StarPosterior(lnp=lnp, mc_ess=ess, cov_sar=cov_sar, log_evid=log_evid, draw_model=idx,
-                         draw_dist=take(d), draw_av=take(a), draw_rv=take(r), draw_logp=take(lnp_mc))
+    picks = mc.lnp_mc[idx]
+    picks = jnp.where(jnp.any(jnp.isfinite(picks), axis=1, keepdims=True), picks, 0.0)
+    j = jax.random.categorical(k_pick, picks, axis=-1)
+    return log_evid, idx, j
+
+
+def integrate_and_draw(key, valid, lnprob_base, scale, av, rv, icov, extra_lnprior, *, nmc, ndraws,
+                       avlim=(0.0, 20.0), rvlim=(1.0, 8.0), precision_shrinkage=0.0):
+    """``mc_integrate`` then ``draw_posterior`` for one star's K models."""
+    k_mc, k_draw = jax.random.split(key)
+    mc = mc_integrate(k_mc, valid, lnprob_base, scale, av, rv, icov, extra_lnprior, nmc=nmc, avlim=avlim,
+                      rvlim=rvlim, precision_shrinkage=precision_shrinkage)
+    log_evid, idx, j = draw_posterior(k_draw, valid, mc, ndraws)
+    return StarPosterior(lnp=mc.lnp, mc_ess=mc.mc_ess, cov_sar=inverse3(icov, regularize=True),
+                         log_evid=log_evid, draw_model=idx, draw_dist=mc.dist[idx, j], draw_av=mc.av[idx, j],
+                         draw_rv=mc.rv[idx, j], draw_logp=mc.lnp_mc[idx, j])
