@@ -1,0 +1,612 @@
+r"""Per-model (scale, A_V, R_V) fit of one star against a whole model grid.
+
+This is the optimiser inside brutus's ``BruteForce.loglike_grid`` (astro-brutus
+1.2.0) as pure JAX kernels: for ONE star it fits, for EVERY model of the grid,
+the scale factor ``s = 1/d_kpc^2``, the extinction ``A_V`` and the curve shape
+``R_V``, and returns the per-model log-likelihood, chi-square, best-fit values
+and the 3x3 precision (Fisher) matrix in ``(s, A_V, R_V)``.  It is written to be
+``jax.vmap``-ed over stars (`fit_stars` does this, jitted) and compiled once per
+``(Nmodel, Nfilt)`` shape and dtype.
+
+Forward model (brutus conventions): per model and band the magnitude at 1 kpc
+is ``m = m0 + A_V (a + b R_V)`` and the flux ``f = exp(c m)`` with
+``c = -0.4 ln 10``; the data flux is modelled as ``s f``.
+
+Algorithm (brutus 1.2.0 semantics, see ALGORITHMS.md 3.3-3.6)
+---------------------------------------------------------------
+1. **Magnitude stage.**  Start every model at ``(A_V, R_V) = (av_gauss[0],
+   rv_gauss[0])``; repeat alternating linearised A_V and R_V Newton steps in
+   magnitude space (distance modulus eliminated analytically, Gaussian priors
+   ``av_gauss``/``rv_gauss``, steps clipped to ``avlim``/``rvlim``) until
+   ``max(|dA_V|, |dR_V|) < 2.5 ltol`` over the models whose magnitude-space
+   ``logwt = -chi2_mag/2`` (residuals at 1 kpc, i.e. *including* the distance
+   modulus, as brutus does) is within ``ln(init_thresh)`` of the best.  Then
+   the linear-least-squares scale and the Fisher matrix at the final point.
+2. **Selection.**  ``lnl = -chi2/2`` (flux chi-square); with a finite parallax
+   ``lnl_p = lnl - (sqrt(s) - parallax)^2 / (2 parallax_err^2)``; models with
+   ``lnl_p > max(lnl_p) + ln(init_thresh)`` go on to the flux stage
+   (``init_thresh=None``: all models).  The parallax enters ONLY here.
+3. **Flux stage** (selected models).  Repeat one damped pair of independent
+   1-D Gauss-Newton steps in A_V and R_V at fixed scale followed by a new scale
+   / Fisher matrix, until ``max |lnl_new - lnl_old| <= ltol`` over the selected
+   models within ``ln(ltol_subthresh)`` of the best ``lnl_new``; a model whose
+   ``lnl`` decreased has its step size divided by 1.2.  At least two flux
+   steps are always made.
+4. **Output.**  Flux-stage models get the normalised Gaussian log-likelihood
+   ``-chi2/2 - (Ndim ln 2pi + sum ln sigma^2)/2``; the other models keep the
+   magnitude-stage ``-chi2/2`` WITHOUT the normalisation (brutus gotcha 3).
+   With ``dim_prior`` every model gets ``-(3 - Ndim) ln(Ndim) / 2``.
+
+Static vs traced arguments
+--------------------------
+Everything numeric is a traced value when passed as an argument of a jitted
+function (see `fit_stars`): ``avlim, av_gauss, rvlim, rv_gauss, ltol,
+ltol_subthresh, init_thresh, max_iter_mag, max_iter_flux, dim_prior``, the
+parallax and the data.  Changing any of them does not recompile.  What
+recompiles: the shapes ``(Nstar, Nfilt, Nmodel)``, the dtype, and the Python
+*structure* of the options: ``init_thresh=None`` vs a number,
+``av_gauss=None``/``rv_gauss=None`` vs a pair, ``model_mask=None`` vs an array
+(``None`` is an empty pytree, so these are static automatically).
+
+Deviations from brutus 1.2.0 (all documented in `fit_star`)
+-------------------------------------------------------------
+* Iteration caps ``max_iter_mag``/``max_iter_flux`` (brutus loops without a
+  bound); `GridFit` reports the counts and whether both criteria were met.
+* ``init_thresh=None`` crashes brutus 1.2.0 (``log(None)`` inside numba); here
+  it sends all models to the flux stage and the magnitude stage's convergence
+  set uses 5e-3 (the default of brutus's ``_optimize_fit_mag``).
+* ``Ndim == 0`` (brutus raises ``ValueError``) returns ``lnl = -inf``,
+  ``ndim = 0`` and NaN-free placeholders; the loops do not run.
+* NaN per-model values are ignored by the maxima that drive the selections and
+  convergence tests (as brutus's serial magnitude-stage scans do); brutus's
+  flux stage would propagate them and crash.  A parallax with
+  ``parallax_err <= 0`` is treated as absent (brutus gives ``-inf`` everywhere
+  and crashes on an empty selection).
+* The magnitude-stage residuals are recomputed from the coefficients at every
+  iteration instead of being updated in place (identical up to rounding).
+
+Layout: the grid is band-major (`BandMajorGrid`, ``(Nfilt, Nmodel)`` per
+coefficient) and every band loop is an unrolled Python loop (Nfilt is static),
+so each iteration is one elementwise pass over the models; the 3x3 algebra is
+closed form.  The dtype of the computation is ``result_type(grid, flux, err)``
+(float32 grid + float32 data stay float32); all constants are Python floats.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from .seds import FLUX_FACTOR
+
+__all__ = [
+    "BandMajorGrid",
+    "GridFit",
+    "to_band_major",
+    "fit_star",
+    "fit_stars",
+    "DEFAULT_MAX_ITER_MAG",
+    "DEFAULT_MAX_ITER_FLUX",
+]
+
+#: Iteration cap of the magnitude stage.  brutus has none; its magnitude stage
+#: converges in 2-6 iterations on the tests' stars, so the cap only stops
+#: pathological stars from holding a vmapped batch.
+DEFAULT_MAX_ITER_MAG = 100
+#: Iteration cap of the flux stage (brutus: none; typically 2-10 steps).
+DEFAULT_MAX_ITER_FLUX = 100
+
+#: brutus's floor on the scale factor (MIN_SCALE).
+_MIN_SCALE = 1e-20
+#: brutus's step-size damping factor of the flux stage.
+_RESCALING = 1.2
+#: magnitude-stage convergence set used with ``init_thresh=None``
+#: (the default of brutus's ``_optimize_fit_mag``).
+_MAG_THRESH_DEFAULT = 5e-3
+#: (2.5 / ln 10)^2: magnitude variance = POGSON2 * var / flux^2.
+_POGSON2 = (2.5 / math.log(10.0)) ** 2
+_LN_2PI = math.log(2.0 * math.pi)
+#: magnitude variance brutus assigns to bands with a non-positive flux.
+_BAD_MAG_VAR = 1e50
+
+
+class BandMajorGrid(NamedTuple):
+    """Model grid coefficients in band-major layout.
+
+    Attributes
+    ----------
+    m0, a, b : arrays (Nfilt, Nmodel)
+        Unreddened magnitude at 1 kpc, reddening vector at R_V = 0 and its
+        R_V slope, per band (rows) and model (columns):
+        ``m = m0 + A_V (a + b R_V)``.
+    """
+
+    m0: jax.Array
+    a: jax.Array
+    b: jax.Array
+
+    @property
+    def nfilt(self):
+        return self.m0.shape[0]
+
+    @property
+    def nmodel(self):
+        return self.m0.shape[1]
+
+
+def to_band_major(models, dtype=None):
+    """Host helper: brutus's ``(Nmodel, Nfilt, 3)`` coefficients -> `BandMajorGrid`.
+
+    Parameters
+    ----------
+    models : array_like (Nmodel, Nfilt, 3)
+        ``(m0, a, b)`` per model and band (e.g. ``load_models``' output, or
+        ``models[:, band_subset]``).
+    dtype : numpy dtype, optional
+        dtype of the device arrays (default: that of ``models``).
+
+    Returns
+    -------
+    BandMajorGrid with three contiguous (Nfilt, Nmodel) device arrays.
+    """
+    models = np.asarray(models)
+    if models.ndim != 3 or models.shape[-1] != 3:
+        raise ValueError(f"models must have shape (Nmodel, Nfilt, 3), got {models.shape}")
+    dtype = models.dtype if dtype is None else np.dtype(dtype)
+    return BandMajorGrid(*(jnp.asarray(np.ascontiguousarray(models[:, :, k].T), dtype=dtype) for k in range(3)))
+
+
+class GridFit(NamedTuple):
+    """Per-model fit of one star (leading star axis added by `fit_stars`).
+
+    Attributes
+    ----------
+    lnl : (Nmodel,) log-likelihood (brutus ``lnl``; ``-inf`` when ``ndim == 0``
+        and for models excluded by ``model_mask``).
+    ndim : () int32, number of bands used.
+    chi2 : (Nmodel,) flux chi-square at the best fit.
+    scale : (Nmodel,) best-fit scale factor ``s = 1/d_kpc^2`` (>= 1e-20).
+    av, rv : (Nmodel,) best-fit A_V [mag] and R_V.
+    icov : (Nmodel, 3, 3) precision matrix over ``(s, A_V, R_V)``.
+    flux_stage : (Nmodel,) bool, models that went through the flux stage
+        (brutus's ``init_sel``); the others carry magnitude-stage values.
+    n_iter_mag, n_iter_flux : () int32, iterations made by each stage.
+    converged : () bool, both stages met brutus's criteria within the caps
+        (False when ``ndim == 0``).
+    """
+
+    lnl: jax.Array
+    ndim: jax.Array
+    chi2: jax.Array
+    scale: jax.Array
+    av: jax.Array
+    rv: jax.Array
+    icov: jax.Array
+    flux_stage: jax.Array
+    n_iter_mag: jax.Array
+    n_iter_flux: jax.Array
+    converged: jax.Array
+
+
+# ---------------------------------------------------------------------------
+# helpers
+# ---------------------------------------------------------------------------
+
+
+def _masked_max(x, keep):
+    """max of ``x`` over ``keep`` (NaN ignored); ``-inf`` when nothing is kept."""
+    return jnp.max(jnp.where(keep & (x == x), x, -jnp.inf))
+
+
+class _SedMLE(NamedTuple):
+    """Everything brutus's ``_get_sed_mle`` provides, as per-model sums."""
+
+    scale: jax.Array
+    chi2: jax.Array
+    # flux-stage step terms: sum R~ r w, sum R~^2 w, sum D~ r w, sum D~^2 w
+    ga: jax.Array
+    ha: jax.Array
+    gr: jax.Array
+    hr: jax.Array
+
+
+def _sed_mle(grid, flux, w, av, rv, with_icov, av_ivar, rv_ivar):
+    """Linear-LS scale, residual chi-square and Fisher terms at (A_V, R_V).
+
+    ``flux``/``w`` are tuples of per-band scalars (data flux, inverse variance,
+    0 for unused bands); ``av``/``rv`` are (Nmodel,).  Returns `_SedMLE` and,
+    with ``with_icov``, the 6 distinct entries of the precision matrix.
+    """
+    nf = len(flux)
+    f, g, h = [], [], []
+    sff = sfF = 0.0
+    for j in range(nf):
+        red = grid.a[j] + rv * grid.b[j]
+        fj = jnp.exp(FLUX_FACTOR * (grid.m0[j] + av * red))
+        cf = FLUX_FACTOR * fj
+        f.append(fj)
+        g.append(cf * red)  # df/dA_V (unscaled)
+        h.append(cf * grid.b[j])  # (df/dR_V) / A_V (unscaled)
+        fw = fj * w[j]
+        sff = sff + fj * fw
+        sfF = sfF + flux[j] * fw
+    # Ndim == 0 gives sff == 0: keep it NaN-free (brutus raises earlier).
+    scale = sfF / jnp.where(sff > 0.0, sff, 1.0)
+    scale = jnp.where(scale <= _MIN_SCALE, _MIN_SCALE, scale)
+
+    chi2 = ga = ha = gr = hr = 0.0
+    sfg = sfh = sgh = 0.0
+    for j in range(nf):
+        r = flux[j] - scale * f[j]
+        rw = r * w[j]
+        chi2 = chi2 + r * rw
+        gs = scale * g[j]
+        hs = scale * h[j]
+        gsw = gs * w[j]
+        hsw = hs * w[j]
+        ga = ga + gs * rw
+        ha = ha + gs * gsw
+        gr = gr + hs * rw
+        hr = hr + hs * hsw
+        if with_icov:
+            sfg = sfg + f[j] * gsw  # s f g w
+            sfh = sfh + f[j] * hsw  # s f h w
+            sgh = sgh + gs * hsw  # s^2 g h w
+    mle = _SedMLE(scale, chi2, ga, ha, gr, hr)
+    if not with_icov:
+        return mle
+    i00 = sff
+    i01 = sfg
+    i02 = av * sfh
+    i11 = ha + av_ivar
+    i22 = av * av * hr + rv_ivar
+    i12 = av * sgh
+    return mle, (i00, i01, i02, i11, i22, i12)
+
+
+def _icov_matrix(i00, i01, i02, i11, i22, i12):
+    row0 = jnp.stack([i00, i01, i02], axis=-1)
+    row1 = jnp.stack([i01, i11, i12], axis=-1)
+    row2 = jnp.stack([i02, i12, i22], axis=-1)
+    return jnp.stack([row0, row1, row2], axis=-2)
+
+
+# ---------------------------------------------------------------------------
+# the kernel
+# ---------------------------------------------------------------------------
+
+
+def fit_star(
+    grid,
+    flux,
+    err,
+    mask,
+    parallax=float("nan"),
+    parallax_err=float("nan"),
+    avlim=(0.0, 20.0),
+    av_gauss=(0.0, 1e6),
+    rvlim=(1.0, 8.0),
+    rv_gauss=(3.32, 0.18),
+    dim_prior=True,
+    ltol=0.03,
+    ltol_subthresh=0.01,
+    init_thresh=0.005,
+    max_iter_mag=DEFAULT_MAX_ITER_MAG,
+    max_iter_flux=DEFAULT_MAX_ITER_FLUX,
+    model_mask=None,
+):
+    """Fit (scale, A_V, R_V) of every model to one star (brutus ``loglike_grid``).
+
+    Pure and traceable: ``jax.vmap`` over the star arguments (``flux, err,
+    mask, parallax, parallax_err``) with the grid and options unbatched, then
+    ``jax.jit`` (or use `fit_stars`).
+
+    Parameters
+    ----------
+    grid : BandMajorGrid
+        Coefficients, each (Nfilt, Nmodel).
+    flux, err : (Nfilt,)
+        Observed fluxes and 1-sigma errors [maggies].
+    mask : (Nfilt,) bool
+        Bands to use.  Bands with non-finite ``flux``/``err`` or ``err <= 0``
+        are dropped as well (zero weight; shapes stay static).  Bands with a
+        non-positive flux are kept (weight ~0 in the magnitude stage, normal
+        in the flux stage), as in brutus.
+    parallax, parallax_err : scalar [mas]
+        NaN (or ``parallax_err <= 0``) = no parallax.  Only used to select the
+        models entering the flux stage.
+    avlim, rvlim : pair
+        Bounds on A_V and R_V.
+    av_gauss, rv_gauss : pair or None
+        (mean, std) of the Gaussian priors on A_V and R_V; also the starting
+        point of every model.  None means (0, 1e6) and (3.32, 1e6) (flat).
+    dim_prior : bool (may be traced)
+        Add brutus 1.2's constant ``-(3 - Ndim) ln(Ndim) / 2``.
+    ltol : scalar
+        Flux-stage tolerance on the change of lnl; the magnitude stage uses
+        ``2.5 ltol`` on max(|dA_V|, |dR_V|).
+    ltol_subthresh : scalar
+        Flux-stage convergence set: models within ``ln(ltol_subthresh)`` of
+        the best.
+    init_thresh : scalar or None
+        Magnitude-stage convergence set and flux-stage selection threshold
+        (fraction of the best likelihood).  None: every model enters the flux
+        stage (brutus 1.2.0 crashes on None; the magnitude-stage convergence
+        set then uses 5e-3).
+    max_iter_mag, max_iter_flux : int (may be traced)
+        Iteration caps (brutus has none); see `GridFit.converged`.
+    model_mask : (Nmodel,) bool or None
+        Models to fit (e.g. False for padding rows).  Excluded models take no
+        part in any maximum / selection / convergence test and get
+        ``lnl = -inf``.  None: all models (like brutus without ``indices``).
+
+    Returns
+    -------
+    GridFit
+        ``lnl, ndim, chi2, scale, av, rv, icov`` exactly as brutus's
+        ``loglike_grid(..., return_vals=True)`` returns ``lnl, Ndim, chi2,
+        scale, av, rv, icov_sar``, plus ``flux_stage``, ``n_iter_mag``,
+        ``n_iter_flux`` and ``converged``.  When no band is usable
+        (``ndim == 0``): ``lnl = -inf``, ``chi2 = 0``, ``scale = 1e-20``,
+        ``av, rv`` = prior means, ``icov = diag(0, 1/sig_A^2, 1/sig_R^2)``,
+        ``converged = False``; nothing is NaN.
+    """
+    dtype = jnp.result_type(grid.m0, flux, err, float)
+
+    def cast(x):
+        return jnp.asarray(x, dtype=dtype)
+
+    nfilt, nmodel = grid.m0.shape
+    grid = BandMajorGrid(cast(grid.m0), cast(grid.a), cast(grid.b))
+    flux = cast(flux)
+    err = cast(err)
+    if flux.shape != (nfilt,) or err.shape != (nfilt,):
+        raise ValueError(f"flux/err must have shape ({nfilt},), got {flux.shape}, {err.shape}")
+
+    if av_gauss is None:
+        av_gauss = (0.0, 1e6)
+    if rv_gauss is None:
+        rv_gauss = (3.32, 1e6)
+    av_min, av_max = cast(avlim[0]), cast(avlim[1])
+    rv_min, rv_max = cast(rvlim[0]), cast(rvlim[1])
+    av_mean, rv_mean = cast(av_gauss[0]), cast(rv_gauss[0])
+    av_ivar = 1.0 / cast(av_gauss[1]) ** 2
+    rv_ivar = 1.0 / cast(rv_gauss[1]) ** 2
+    ltol = cast(ltol)
+    mag_tol = 2.5 * ltol
+    ln_subthresh = jnp.log(cast(ltol_subthresh))
+    if init_thresh is None:
+        ln_mag_thresh = jnp.log(cast(_MAG_THRESH_DEFAULT))
+        ln_init_thresh = None
+    else:
+        ln_mag_thresh = ln_init_thresh = jnp.log(cast(init_thresh))
+    valid = jnp.ones((nmodel,), bool) if model_mask is None else jnp.asarray(model_mask, bool)
+
+    # ---- band weights (static shape, NaN-safe) ---------------------------
+    used = (jnp.asarray(mask) != 0) & jnp.isfinite(flux) & jnp.isfinite(err) & (err > 0.0)
+    ndim = jnp.sum(used.astype(jnp.int32))
+    has_data = ndim > 0
+    fl = jnp.where(used, flux, 0.0)
+    var = jnp.where(used, err * err, 1.0)
+    w = jnp.where(used, 1.0 / var, 0.0)
+    log_norm = 0.5 * (ndim.astype(dtype) * _LN_2PI + jnp.sum(jnp.where(used, jnp.log(var), 0.0)))
+    # magnitudes; non-positive fluxes get mag 0 and variance 1e50 (brutus)
+    pos = used & (flux > 0.0)
+    fpos = jnp.where(pos, flux, 1.0)
+    mag = jnp.where(pos, -2.5 * jnp.log10(fpos), 0.0)
+    wmag = jnp.where(pos, fpos * fpos / (_POGSON2 * var), 1.0 / _BAD_MAG_VAR)
+    wmag = jnp.where(used, wmag, 0.0)
+
+    F = tuple(fl[j] for j in range(nfilt))
+    W = tuple(w[j] for j in range(nfilt))
+    M = tuple(mag[j] for j in range(nfilt))
+    WM = tuple(wmag[j] for j in range(nfilt))
+
+    # ---- magnitude stage -------------------------------------------------
+    s_sum = jnp.sum(wmag)  # S = sum w (same for every model)
+    p_sum = q_sum = 0.0
+    for j in range(nfilt):
+        bw = grid.b[j] * WM[j]
+        p_sum = p_sum + grid.b[j] * bw  # sum D^2 w
+        q_sum = q_sum + bw  # sum D w
+
+    def mag_step(av, rv):
+        # pass 1: A_V step at fixed R_V (distance modulus eliminated)
+        res, red = [], []
+        a_den = av_ivar
+        sa = rs = 0.0
+        ra = (av_mean - av) * av_ivar
+        for j in range(nfilt):
+            rj = grid.a[j] + rv * grid.b[j]
+            resj = M[j] - (grid.m0[j] + av * rj)
+            rjw = rj * WM[j]
+            a_den = a_den + rj * rjw
+            sa = sa + rjw
+            rs = rs + resj * WM[j]
+            ra = ra + resj * rjw
+            res.append(resj)
+            red.append(rj)
+        dav = (s_sum * ra - sa * rs) / (s_sum * a_den - sa * sa)
+        dav = jnp.clip(dav, av_min - av, av_max - av)
+        av = av + dav
+        # pass 2: R_V step at the new A_V, with the updated residuals
+        rs = rr = 0.0
+        for j in range(nfilt):
+            res[j] = res[j] - dav * red[j]
+            rw = res[j] * WM[j]
+            rs = rs + rw
+            rr = rr + rw * grid.b[j]
+        r_den = p_sum * av * av + rv_ivar
+        sr = q_sum * av
+        rr = rr * av + (rv_mean - rv) * rv_ivar
+        drv = (s_sum * rr - sr * rs) / (s_sum * r_den - sr * sr)
+        drv = jnp.clip(drv, rv_min - rv, rv_max - rv)
+        rv = rv + drv
+        # pass 3: magnitude chi-square (1-kpc residuals, as brutus)
+        av_drv = av * drv
+        chi2 = 0.0
+        for j in range(nfilt):
+            rj = res[j] - av_drv * grid.b[j]
+            chi2 = chi2 + rj * rj * WM[j]
+        return av, rv, dav, drv, -0.5 * chi2
+
+    def mag_cond(state):
+        _, _, it, err_ = state
+        # brutus stops when err < tol; a NaN err (impossible: NaN is masked) would stop too
+        return has_data & (it < max_iter_mag) & (err_ >= mag_tol)
+
+    def mag_body(state):
+        av, rv, it, _ = state
+        av, rv, dav, drv, logwt = mag_step(av, rv)
+        best = _masked_max(logwt, valid)
+        near = valid & (logwt > best + ln_mag_thresh)
+        err_ = jnp.maximum(_masked_max(jnp.abs(dav), near), _masked_max(jnp.abs(drv), near))
+        return av, rv, it + 1, err_
+
+    av0 = jnp.full((nmodel,), av_mean, dtype)
+    rv0 = jnp.full((nmodel,), rv_mean, dtype)
+    av_m, rv_m, n_mag, err_mag = lax.while_loop(
+        mag_cond, mag_body, (av0, rv0, jnp.asarray(0, jnp.int32), cast(jnp.inf))
+    )
+    mle_m, icov_m = _sed_mle(grid, F, W, av_m, rv_m, True, av_ivar, rv_ivar)
+    lnl_m = -0.5 * mle_m.chi2
+
+    # ---- selection -------------------------------------------------------
+    if ln_init_thresh is None:
+        active = valid
+    else:
+        plx = cast(parallax)
+        plx_err = cast(parallax_err)
+        use_plx = jnp.isfinite(plx) & jnp.isfinite(plx_err) & (plx_err > 0.0)
+        plx_err_safe = jnp.where(use_plx, plx_err, 1.0)
+        chi2_p = (jnp.sqrt(mle_m.scale) - plx) ** 2 / plx_err_safe**2
+        lnl_p = jnp.where(use_plx, lnl_m - 0.5 * chi2_p, lnl_m)
+        active = valid & (lnl_p > _masked_max(lnl_p, valid) + ln_init_thresh)
+
+    # ---- flux stage ------------------------------------------------------
+    def flux_cond(state):
+        it, lerr = state[-2], state[-1]
+        return has_data & (it < max_iter_flux) & (lerr > ltol)
+
+    def flux_body(state):
+        av, rv, step, lnl_old, mle, it, _ = state
+        dav = step * ((av_mean - av) * av_ivar + mle.ga) / (av_ivar + mle.ha)
+        drv = step * ((rv_mean - rv) * rv_ivar + mle.gr) / (rv_ivar + mle.hr)
+        av = av + jnp.clip(dav, av_min - av, av_max - av)
+        rv = rv + jnp.clip(drv, rv_min - rv, rv_max - rv)
+        mle = _sed_mle(grid, F, W, av, rv, False, av_ivar, rv_ivar)
+        lnl_new = -0.5 * mle.chi2
+        best = _masked_max(lnl_new, active)
+        near = active & (lnl_new > best + ln_subthresh)
+        lerr = _masked_max(jnp.abs(lnl_new - lnl_old), near)
+        step = jnp.where(lnl_new < lnl_old, step / _RESCALING, step)
+        return av, rv, step, lnl_new, mle, it + 1, lerr
+
+    state0 = (
+        av_m,
+        rv_m,
+        jnp.ones((nmodel,), dtype),
+        jnp.full((nmodel,), -jnp.inf, dtype),  # brutus: LOG_ZERO = -1e300
+        mle_m,
+        jnp.asarray(0, jnp.int32),
+        cast(jnp.inf),
+    )
+    av_f, rv_f, _, _, _, n_flux, lerr = lax.while_loop(flux_cond, flux_body, state0)
+    mle_f, icov_f = _sed_mle(grid, F, W, av_f, rv_f, True, av_ivar, rv_ivar)
+    lnl_f = -0.5 * mle_f.chi2 - log_norm
+
+    # ---- assemble --------------------------------------------------------
+    def pick(x_f, x_m):
+        return jnp.where(active, x_f, x_m)
+
+    lnl = pick(lnl_f, lnl_m)
+    chi2 = pick(mle_f.chi2, mle_m.chi2)
+    scale = pick(mle_f.scale, mle_m.scale)
+    av = pick(av_f, av_m)
+    rv = pick(rv_f, rv_m)
+    icov = _icov_matrix(*(pick(x_f, x_m) for x_f, x_m in zip(icov_f, icov_m)))
+
+    nd = ndim.astype(dtype)
+    dim_term = 0.5 * (3.0 - nd) * jnp.log(jnp.where(has_data, nd, 1.0))
+    lnl = lnl - jnp.where(jnp.asarray(dim_prior) & has_data, dim_term, 0.0)
+    lnl = jnp.where(has_data & valid, lnl, -jnp.inf)
+
+    converged = has_data & (err_mag < mag_tol) & ~(lerr > ltol)
+    return GridFit(
+        lnl=lnl,
+        ndim=ndim,
+        chi2=chi2,
+        scale=scale,
+        av=av,
+        rv=rv,
+        icov=icov,
+        flux_stage=active & has_data,
+        n_iter_mag=n_mag,
+        n_iter_flux=n_flux,
+        converged=converged,
+    )
+
+
+def fit_stars(
+    grid,
+    flux,
+    err,
+    mask,
+    parallax=None,
+    parallax_err=None,
+    avlim=(0.0, 20.0),
+    av_gauss=(0.0, 1e6),
+    rvlim=(1.0, 8.0),
+    rv_gauss=(3.32, 0.18),
+    dim_prior=True,
+    ltol=0.03,
+    ltol_subthresh=0.01,
+    init_thresh=0.005,
+    max_iter_mag=DEFAULT_MAX_ITER_MAG,
+    max_iter_flux=DEFAULT_MAX_ITER_FLUX,
+    model_mask=None,
+):
+    """`fit_star` vmapped over stars and jitted.
+
+    ``flux, err, mask`` are (Nstar, Nfilt), ``parallax, parallax_err``
+    (Nstar,) (None: no parallaxes); the grid and all options are shared by
+    the batch.  Every numeric option is passed to the compiled function as a
+    traced argument, so changing a value never recompiles; a new shape or
+    dtype, or ``None`` instead of a value (``init_thresh``, ``av_gauss``,
+    ``rv_gauss``, ``model_mask``), compiles once more.  Returns a `GridFit`
+    with a leading star axis.
+    """
+    flux = jnp.asarray(flux)
+    nstar = flux.shape[0]
+    if parallax is None:
+        parallax = jnp.full((nstar,), jnp.nan, flux.dtype)
+    if parallax_err is None:
+        parallax_err = jnp.full((nstar,), jnp.nan, flux.dtype)
+    opts = (avlim, av_gauss, rvlim, rv_gauss, dim_prior, ltol, ltol_subthresh, init_thresh,
+            max_iter_mag, max_iter_flux)  # fmt: skip
+    return _fit_stars_jit(grid, flux, err, mask, parallax, parallax_err, opts, model_mask)
+
+
+def _fit_stars_impl(grid, flux, err, mask, parallax, parallax_err, opts, model_mask):
+    (avlim, av_gauss, rvlim, rv_gauss, dim_prior, ltol, ltol_subthresh, init_thresh,
+     max_iter_mag, max_iter_flux) = opts  # fmt: skip
+
+    def one(f, e, m, p, pe):
+        return fit_star(
+            grid, f, e, m, p, pe,
+            avlim=avlim, av_gauss=av_gauss, rvlim=rvlim, rv_gauss=rv_gauss,
+            dim_prior=dim_prior, ltol=ltol, ltol_subthresh=ltol_subthresh,
+            init_thresh=init_thresh, max_iter_mag=max_iter_mag,
+            max_iter_flux=max_iter_flux, model_mask=model_mask,
+        )  # fmt: skip
+
+    return jax.vmap(one)(flux, err, mask, parallax, parallax_err)
+
+
+#: the compiled batch kernel (one cache entry per shape / dtype / option structure)
+_fit_stars_jit = jax.jit(_fit_stars_impl)
