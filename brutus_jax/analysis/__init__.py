@@ -4,6 +4,7 @@
 implemented yet; importing them works, using them raises NotImplementedError.
 """
 
-from ..core._pending import BruteForce, isochrone_population_loglike  # noqa: F401
+from ..core._pending import isochrone_population_loglike  # noqa: F401
+from .bruteforce import BruteForce  # noqa: F401
 
 __all__ = ["BruteForce", "isochrone_population_loglike"]

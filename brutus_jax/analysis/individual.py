@@ -1,3 +1,3 @@
 """brutus.analysis.individual (BruteForce; pending: issue #3)."""
 
-from ..core._pending import BruteForce  # noqa: F401
+from .bruteforce import BruteForce  # noqa: F401

@@ -39,10 +39,8 @@ def lnd_precision(icov, scale, precision_shrinkage=0.0):
     for k in (1, 2):
         J = J.at[..., 0, k].set(-2.0 * s * icov[..., 0, k])
         J = J.at[..., k, 0].set(-2.0 * s * icov[..., k, 0])
-    if precision_shrinkage:
-        off = 1.0 - jnp.eye(3, dtype=J.dtype)
-        J = J * (1.0 - precision_shrinkage * off)
-    return J
+    off = 1.0 - jnp.eye(3, dtype=J.dtype)
+    return J * (1.0 - precision_shrinkage * off)  # traced-safe; identity for 0
 
 
 def laplace_draws(key, scale, av, rv, icov, nmc, avlim=(0.0, 20.0), rvlim=(1.0, 8.0),

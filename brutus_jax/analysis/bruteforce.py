@@ -1,0 +1,327 @@
+"""BruteForce: every model of a grid against a batch of stars, in two jitted stages.
+
+Stage 1 (`_stage1`, vmapped over a batch of B stars): the per-model
+(scale, A_V, R_V) fit (`kernels.sedfit.fit_star`), the static prior, the
+parallax pre-selection prior and the selection mask.  Stage 2 (`_stage2`,
+`lax.map` over the batch): the selected models gathered into a static bucket
+of K slots (`kernels.selection`), Monte-Carlo integration of the Galactic /
+dust / parallax priors and the posterior draws (`kernels.posterior`).
+
+Shapes are static: B is fixed for a run (the last batch is padded), K is a
+power of two (or ``max_models``), so a run compiles each stage once per K
+bucket, never per star.  Randomness: star ``i`` uses
+``fold_in(key, i)``, so results do not depend on batching and a resumed run
+reproduces an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import os
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ..kernels.linalg3 import inverse3
+from ..kernels.posterior import draw_posterior, mc_integrate
+from ..kernels.priors import logp_extinction, logp_galactic_structure, logp_parallax, logp_parallax_scale
+from ..kernels.sedfit import fit_star, to_band_major
+from ..kernels.selection import gather_selected, select_mask
+from .fit_io import STATUS, FitOutput, fingerprint
+from .prior_setup import galactic_labels, grid_lnprior
+
+__all__ = ["BruteForce"]
+
+
+def _default_dtype():
+    return jnp.float64 if jax.config.jax_enable_x64 else jnp.float32
+
+
+def _marginal_scale_err(icov):
+    """sqrt of the marginal variance of s from the (s, A_V, R_V) precision; brutus's
+    fallbacks: conditional 1/sqrt(I00), then 1e10."""
+    i00, i11, i22, i12 = icov[..., 0, 0], icov[..., 1, 1], icov[..., 2, 2], icov[..., 1, 2]
+    i01, i02 = icov[..., 0, 1], icov[..., 0, 2]
+    det = i00 * (i11 * i22 - i12 * i12) - i01 * (i01 * i22 - i12 * i02) + i02 * (i01 * i12 - i11 * i02)
+    c00 = (i11 * i22 - i12 * i12) / jnp.where(det != 0, det, 1.0)
+    marg = jnp.sqrt(jnp.where(c00 > 0, c00, 1.0))
+    cond = 1.0 / jnp.sqrt(jnp.where(i00 > 0, i00, 1.0))
+    ok_m = (det > 0) & jnp.isfinite(det) & (c00 > 0) & jnp.isfinite(c00)
+    ok_c = (i00 > 0) & jnp.isfinite(i00)
+    return jnp.where(ok_m, marg, jnp.where(ok_c, cond, 1e10))
+
+
+@functools.partial(jax.jit, static_argnames=("wt_thresh", "cdf_thresh", "dim_prior", "no_init_thresh"))
+def _stage1(grid, lnprior, flux, err, mask, plx, plxe, avlim, av_gauss, rvlim, rv_gauss, ltol, ltol_subthresh,
+            init_thresh, *, wt_thresh, cdf_thresh, dim_prior, no_init_thresh):
+    def one(f, e, m, p, pe):
+        fit = fit_star(grid, f, e, m, p, pe, avlim=avlim, av_gauss=av_gauss, rvlim=rvlim, rv_gauss=rv_gauss,
+                       dim_prior=dim_prior, ltol=ltol, ltol_subthresh=ltol_subthresh,
+                       init_thresh=None if no_init_thresh else init_thresh)
+        base = fit.lnl + lnprior
+        has_plx = jnp.isfinite(p) & jnp.isfinite(pe) & (pe > 0)
+        lp = logp_parallax_scale(fit.scale, _marginal_scale_err(fit.icov), p, pe)
+        lnprob_sel = base + jnp.where(has_plx, lp, 0.0)
+        lnprob_sel = jnp.where(jnp.isnan(lnprob_sel), -jnp.inf, lnprob_sel)
+        sel = select_mask(lnprob_sel, wt_thresh, cdf_thresh)
+        pe_safe = jnp.where(has_plx, pe, 1.0)
+        chi2p = fit.chi2 + jnp.where(has_plx, (jnp.sqrt(fit.scale) - p) ** 2 / pe_safe**2, 0.0)
+        chi2min = jnp.min(jnp.where(jnp.isfinite(chi2p), chi2p, jnp.inf))
+        nbands = fit.ndim + has_plx.astype(fit.ndim.dtype)
+        return fit, base, lnprob_sel, sel, jnp.sum(sel), chi2min, nbands
+
+    return jax.vmap(one)(flux, err, mask, plx, plxe)
+
+
+@functools.partial(jax.jit, static_argnames=("K", "nmc", "ndraws", "mode", "use_gal", "use_dust", "gal_kwargs"))
+def _stage2(keys, sel, lnprob_sel, base, scale, av, rv, icov, feh, loga, plx, plxe, coords, dust_d, dust_mu,
+            dust_sd, avlim, rvlim, dust_avlim, shrink, *, K, nmc, ndraws, mode, use_gal, use_dust, gal_kwargs):
+    gkw = dict(gal_kwargs)
+
+    def one(args):
+        key, sel_i, lsel_i, base_i, s_i, a_i, r_i, ic_i, p_i, pe_i, lb_i, mu_i, sd_i = args
+        k_sel, k_mc, k_draw = jax.random.split(key, 3)
+        idx, valid = gather_selected(k_sel, sel_i, lsel_i, K, mode)
+        feh_k = None if feh is None else feh[idx][:, None]
+        loga_k = None if loga is None else loga[idx][:, None]
+
+        def extra(d, a, r):
+            out = logp_parallax(1.0 / d, p_i, pe_i)
+            if use_gal:
+                out = out + logp_galactic_structure(d, (lb_i[0], lb_i[1]), feh=feh_k, loga=loga_k, **gkw)
+            if use_dust:
+                out = out + logp_extinction(a, dust_d, mu_i, sd_i, d, avlim=dust_avlim)
+            return jnp.broadcast_to(out, d.shape)
+
+        mc = mc_integrate(k_mc, valid, base_i[idx], s_i[idx], a_i[idx], r_i[idx], ic_i[idx], extra, nmc=nmc,
+                          avlim=avlim, rvlim=rvlim, precision_shrinkage=shrink)
+        log_evid, di, dj = draw_posterior(k_draw, valid, mc, ndraws)
+        rows = idx[di]
+        return dict(
+            model_idx=rows.astype(jnp.int32),
+            ml_scale=s_i[rows], ml_av=a_i[rows], ml_rv=r_i[rows],
+            ml_cov_sar=inverse3(ic_i[rows], regularize=True),
+            obj_log_post=mc.lnp[di], obj_log_evid=log_evid, mc_ess=mc.mc_ess[di],
+            samps_dist=mc.dist[di, dj], samps_red=mc.av[di, dj], samps_dred=mc.rv[di, dj],
+            samps_logp=mc.lnp_mc[di, dj],
+        )
+
+    return jax.lax.map(one, (keys, sel, lnprob_sel, base, scale, av, rv, icov, plx, plxe, coords, dust_mu, dust_sd))
+
+
+def _as_key(rstate):
+    """(PRNG key, integer seed) from None / int / numpy RandomState or Generator / JAX key."""
+    if rstate is None:
+        seed = int(np.random.SeedSequence().entropy % (2**63))
+    elif isinstance(rstate, (int, np.integer)):
+        seed = int(rstate)
+    elif isinstance(rstate, np.random.RandomState):
+        seed = int(rstate.randint(0, 2**31 - 1))
+    elif isinstance(rstate, np.random.Generator):
+        seed = int(rstate.integers(0, 2**63 - 1))
+    else:
+        key = jnp.asarray(rstate)
+        if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+            return key, None
+        return jax.random.wrap_key_data(key.astype(jnp.uint32)), None
+    return jax.random.key(seed), seed
+
+
+def _bucket(n, cap, minimum=64):
+    k = max(minimum, 1 << max(0, int(math.ceil(math.log2(max(n, 1))))))
+    return int(min(k, cap)) if n <= cap else int(cap)
+
+
+class BruteForce:
+    """Bayesian fits of individual stars against a model grid (brutus.analysis.BruteForce).
+
+    Parameters
+    ----------
+    star_grid : StarGrid
+        The model grid (``brutus_jax.core.StarGrid``).
+    verbose : bool
+        Progress output to stderr.
+    dtype : jnp dtype, optional
+        Compute dtype; default float64 when ``jax_enable_x64`` is on, else float32.
+
+    Attributes
+    ----------
+    star_grid, models (Nmodel, Nfilt, 3), models_labels (all labels and predictions,
+    structured), labels_mask (structured bool, True for grid axes), nmodels, nfilters.
+    """
+
+    def __init__(self, star_grid, verbose=True, dtype=None):
+        self.star_grid = star_grid
+        self.models = star_grid.models
+        self.models_labels = star_grid.labels
+        self.labels_mask = star_grid.labels_mask
+        self.verbose = verbose
+        self.dtype = dtype or _default_dtype()
+        self._grid = to_band_major(np.asarray(self.models), dtype=self.dtype)
+
+    @property
+    def nmodels(self):
+        return int(self.models.shape[0])
+
+    @property
+    def nfilters(self):
+        return int(self.models.shape[1])
+
+    def get_sed_grid(self, indices=None, av=None, rv=None, return_flux=False):
+        """SEDs, reddening vectors and their R_V derivatives (see StarGrid.get_sed_grid)."""
+        return self.star_grid.get_sed_grid(indices=indices, av=av, rv=rv, return_flux=return_flux)
+
+    # ------------------------------------------------------------------ single star
+    def loglike_grid(self, data, data_err, data_mask, avlim=(0.0, 20.0), av_gauss=(0.0, 1e6), rvlim=(1.0, 8.0),
+                     rv_gauss=(3.32, 0.18), av_init=None, rv_init=None, dim_prior=True, ltol=0.03,
+                     ltol_subthresh=0.01, init_thresh=0.005, parallax=None, parallax_err=None,
+                     return_vals=False, indices=None):
+        """ln-likelihood of every model for one star (brutus semantics; see kernels.sedfit).
+
+        Returns ``(lnl, Ndim, chi2)`` or, with ``return_vals``,
+        ``(lnl, Ndim, chi2, scale, av, rv, icov_sar)`` as numpy arrays.
+        ``av_init``/``rv_init`` are accepted for compatibility; like brutus 1.2
+        the optimiser starts every model at the prior means.
+        """
+        data, data_err, data_mask = (np.atleast_1d(np.asarray(x)) for x in (data, data_err, data_mask))
+        if not (data.shape == data_err.shape == data_mask.shape == (self.nfilters,)):
+            raise ValueError(f"data, data_err, data_mask: expected shape ({self.nfilters},) each")
+        clean = np.isfinite(data) & np.isfinite(data_err) & (data_err > 0) & data_mask.astype(bool)
+        if not clean.any():
+            raise ValueError("data_mask: no usable band (all masked, non-finite or with err <= 0)")
+        grid = self._grid if indices is None else to_band_major(np.asarray(self.models)[indices], dtype=self.dtype)
+        dt = self.dtype
+        p = np.nan if parallax is None else float(parallax)
+        pe = np.nan if parallax_err is None else float(parallax_err)
+        fit = jax.jit(fit_star, static_argnames=("dim_prior",))(
+            grid, jnp.asarray(data, dt), jnp.asarray(data_err, dt), jnp.asarray(data_mask, bool),
+            jnp.asarray(p, dt), jnp.asarray(pe, dt), avlim=avlim, av_gauss=av_gauss or (0.0, 1e6), rvlim=rvlim,
+            rv_gauss=rv_gauss or (3.32, 1e6), dim_prior=bool(dim_prior), ltol=ltol, ltol_subthresh=ltol_subthresh,
+            init_thresh=init_thresh)
+        out = (np.asarray(fit.lnl), int(fit.ndim), np.asarray(fit.chi2))
+        if return_vals:
+            out += (np.asarray(fit.scale), np.asarray(fit.av), np.asarray(fit.rv), np.asarray(fit.icov))
+        return out
+
+    # ------------------------------------------------------------------ many stars
+    def fit(self, data, data_err, data_mask, data_labels, save_file, phot_offsets=None, parallax=None,
+            parallax_err=None, Nmc_prior=50, avlim=(0.0, 20.0), av_gauss=None, rvlim=(1.0, 8.0),
+            rv_gauss=(3.32, 0.18), lnprior=None, wt_thresh=1e-3, cdf_thresh=2e-3, Ndraws=250, apply_agewt=True,
+            apply_grad=True, lngalprior=None, lndustprior=None, dustfile=None, apply_dlabels=True,
+            data_coords=None, logl_dim_prior=True, ltol=0.03, ltol_subthresh=0.01, logl_initthresh=0.005,
+            mag_max=50.0, merr_max=0.25, rstate=None, save_dar_draws=True, running_io=True, mem_lim=8000.0,
+            max_models=50000, precision_shrinkage=0.0, subsample_mode="representative", verbose=True,
+            R_solar=8.2, Z_solar=0.025, overwrite=False, batch_size=None):
+        """Fit every star and write brutus's HDF5 output; returns the file path.
+
+        Arguments and defaults are brutus 1.2.0's (see the seed document);
+        fluxes in maggies, parallaxes in mas, ``data_coords`` Galactic (l, b) in
+        degrees (or an astropy SkyCoord).  ``rstate`` may be None, an int seed,
+        a numpy RandomState/Generator or a JAX PRNG key; the seed used is stored
+        in the file's attributes.  Extensions: ``overwrite`` (replace an
+        existing file of a different fit; by default such a file is refused and
+        a file of the same fit is resumed) and ``batch_size`` (stars per
+        compiled batch; default from ``mem_lim``).
+
+        Stars with no usable band get ``obj_Nbands = 0`` and ``obj_status = 2``;
+        stars for which no model has finite posterior get ``obj_status = 3``.
+        ``lngalprior`` / ``lndustprior`` callables are not supported (the priors
+        are compiled kernels): pass None to use the defaults, or False to
+        switch the Galactic prior off.
+        """
+        from .fit_inputs import prepare_inputs
+
+        inp = prepare_inputs(self, data, data_err, data_mask, data_labels, phot_offsets, parallax, parallax_err,
+                             avlim, rvlim, data_coords, dustfile, lngalprior, lndustprior, mag_max, merr_max,
+                             subsample_mode, Nmc_prior, Ndraws, max_models)
+        ndata = inp.flux.shape[0]
+        key, seed = _as_key(rstate)
+        lnp_static = grid_lnprior(self.models_labels, self.labels_mask, lnprior, apply_agewt, apply_grad)
+        # apply_dlabels is accepted for compatibility: as in brutus 1.2 (gotcha 5) the Galactic
+        # prior always sees the grid's feh/loga (prior_setup documents the one rule).
+        feh, loga = galactic_labels(self.models_labels)
+        settings = dict(Nmc_prior=Nmc_prior, avlim=tuple(avlim), av_gauss=av_gauss, rvlim=tuple(rvlim),
+                        rv_gauss=rv_gauss, wt_thresh=wt_thresh, cdf_thresh=cdf_thresh, Ndraws=Ndraws,
+                        apply_agewt=apply_agewt, apply_grad=apply_grad, use_gal=inp.use_gal,
+                        dustfile=str(dustfile), logl_dim_prior=logl_dim_prior, ltol=ltol,
+                        ltol_subthresh=ltol_subthresh, logl_initthresh=logl_initthresh, seed=seed,
+                        save_dar_draws=save_dar_draws, max_models=max_models,
+                        precision_shrinkage=precision_shrinkage, subsample_mode=subsample_mode, R_solar=R_solar,
+                        Z_solar=Z_solar, nmodels=self.nmodels, dtype=str(jnp.dtype(self.dtype)))
+        fkey = fingerprint(inp.flux, inp.err, inp.mask, inp.plx, inp.plxe, inp.coords, lnp_static, **settings)
+        attrs = {"brutus_jax_seed": -1 if seed is None else seed, "brutus_jax_settings": repr(settings)}
+        out = FitOutput(save_file, inp.labels, Ndraws, save_dar_draws, fkey, overwrite=overwrite, attrs=attrs)
+        try:
+            self._run(out, inp, key, lnp_static, feh, loga, settings, av_gauss, rv_gauss, mem_lim, batch_size,
+                      running_io, verbose and self.verbose)
+        finally:
+            out.close()
+        return str(out.path)
+
+    def _run(self, out, inp, key, lnp_static, feh, loga, st, av_gauss, rv_gauss, mem_lim, batch_size,
+             running_io, verbose):
+        from tqdm.auto import tqdm
+
+        dt = self.dtype
+        ndata, nfilt = inp.flux.shape
+        done = out.done()
+        nb = inp.nbands
+        # stars without a usable band: flagged, never fitted
+        bad = np.flatnonzero(~done & (nb == 0))
+        if bad.size:
+            out.write(bad, {"obj_Nbands": np.zeros(bad.size, np.int16),
+                            "obj_status": np.full(bad.size, STATUS["no_bands"], np.int8)})
+        todo = np.flatnonzero(~done & (nb > 0))
+        if batch_size is None:
+            itemsize = jnp.dtype(dt).itemsize
+            per_star = self.nmodels * (6 * nfilt + 48) * itemsize
+            batch_size = int(max(1, min(64, mem_lim * 2**20 // max(per_star, 1))))
+        B = int(max(1, min(batch_size, max(todo.size, 1))))
+        grid, lnprior = self._grid, jnp.asarray(lnp_static, dt)
+        feh_j = None if feh is None else jnp.asarray(feh, dt)
+        loga_j = None if loga is None else jnp.asarray(loga, dt)
+        avg = av_gauss if av_gauss is not None else (0.0, 1e6)
+        rvg = rv_gauss if rv_gauss is not None else (3.32, 1e6)
+        f = lambda x: jnp.asarray(x, dt)  # noqa: E731
+        opts = (f(st["avlim"]), f(avg), f(st["rvlim"]), f(rvg), f(st["ltol"]), f(st["ltol_subthresh"]),
+                f(st["logl_initthresh"] if st["logl_initthresh"] is not None else 0.005))
+        gal_kwargs = (("R_solar", float(st["R_solar"])), ("Z_solar", float(st["Z_solar"])))
+        pending = {}
+        bar = tqdm(total=ndata, initial=int(done.sum() + bad.size), disable=not verbose, unit="star",
+                   desc="BruteForce.fit", file=sys.stderr)
+        for start in range(0, todo.size, B):
+            rows = todo[start:start + B]
+            pad = np.concatenate([rows, np.full(B - rows.size, rows[0])])
+            s1 = _stage1(grid, lnprior, f(inp.flux[pad]), f(inp.err[pad]), jnp.asarray(inp.mask[pad]),
+                         f(inp.plx[pad]), f(inp.plxe[pad]), *opts, wt_thresh=st["wt_thresh"],
+                         cdf_thresh=st["cdf_thresh"] if st["wt_thresh"] is None else None,
+                         dim_prior=bool(st["logl_dim_prior"]), no_init_thresh=st["logl_initthresh"] is None)
+            fit, base, lsel, sel, nsel, chi2min, nbands = s1
+            K = _bucket(int(np.max(np.asarray(nsel))), st["max_models"])
+            keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(jnp.asarray(pad))
+            res = _stage2(keys, sel, lsel, base, fit.scale, fit.av, fit.rv, fit.icov, feh_j, loga_j,
+                          f(inp.plx[pad]), f(inp.plxe[pad]), f(inp.coords[pad]), f(inp.dust_d),
+                          f(inp.dust_mu[pad]), f(inp.dust_sd[pad]), opts[0], opts[2], f(inp.dust_avlim),
+                          f(st["precision_shrinkage"]), K=K, nmc=int(st["Nmc_prior"]), ndraws=int(st["Ndraws"]),
+                          mode=st["subsample_mode"], use_gal=inp.use_gal, use_dust=inp.use_dust,
+                          gal_kwargs=gal_kwargs)
+            n = rows.size
+            res = {k: np.asarray(v)[:n] for k, v in res.items()}
+            if not st["save_dar_draws"]:
+                for k in ("samps_dist", "samps_red", "samps_dred", "samps_logp"):
+                    res.pop(k)
+            res["obj_chi2min"] = np.asarray(chi2min)[:n]
+            res["obj_Nbands"] = np.asarray(nbands)[:n].astype(np.int16)
+            ok = np.isfinite(res["obj_log_evid"])
+            res["obj_status"] = np.where(ok, STATUS["ok"], STATUS["no_valid_model"]).astype(np.int8)
+            if running_io:
+                out.write(rows, res)
+            else:
+                pending[tuple(rows)] = res
+            bar.update(n)
+        bar.close()
+        for rows, res in pending.items():
+            out.write(np.asarray(rows), res)
