@@ -732,13 +732,20 @@ def interp_extinction_profile(distance, dist_grid, av_mean, av_std):
         return tuple(jnp.zeros_like(distance) + fp[0] for fp in fps)
     j = jnp.clip(jnp.searchsorted(xp, distance, side="right") - 1, 0, n - 2)
     x0, x1 = xp[j], xp[j + 1]
+    at_node = distance == x0
+    below, above = distance <= xp[0], distance >= xp[n - 1]
     out = []
     for fp in fps:
-        y0, y1 = fp[j], fp[j + 1]
-        inner = (y1 - y0) / (x1 - x0) * (distance - x0) + y0
-        val = jnp.where(distance == x0, y0, inner)
-        val = jnp.where(distance <= xp[0], fp[0], jnp.where(distance >= xp[n - 1], fp[n - 1], val))
-        out.append(jnp.where(jnp.isnan(distance), jnp.nan, val))
+        # NaN nodes are replaced by 0 in the arithmetic and the NaN re-inserted
+        # afterwards, so the result's derivative never multiplies a NaN.
+        nan = jnp.isnan(fp)
+        fs = jnp.where(nan, 0.0, fp)
+        y0, y1 = fs[j], fs[j + 1]
+        val = jnp.where(at_node, y0, (y1 - y0) / (x1 - x0) * (distance - x0) + y0)
+        is_nan = jnp.where(at_node, nan[j], nan[j] | nan[j + 1])
+        val = jnp.where(below, fs[0], jnp.where(above, fs[n - 1], val))
+        is_nan = jnp.where(below, nan[0], jnp.where(above, nan[n - 1], is_nan)) | jnp.isnan(distance)
+        out.append(jnp.where(is_nan, jnp.nan, val))
     return tuple(out)
 
 

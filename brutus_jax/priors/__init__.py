@@ -52,6 +52,18 @@ __all__ = [
 _PS1_LF_FILE = "PSMrLF_lnprior.dat"
 
 
+def _extinction_one_los(avs, distance, dists, av_mean, av_std, avlim):
+    mu, sig = _k.interp_extinction_profile(distance, dists, av_mean, av_std)
+    return _k.logp_av_truncnorm(avs, mu, sig, avlim), mu, sig
+
+
+_extinction_one_los_jit = jax.jit(_extinction_one_los, static_argnames="avlim")
+_extinction_many_los_jit = jax.jit(
+    jax.vmap(_extinction_one_los, in_axes=(0, 0, None, 0, 0, None)), static_argnums=5
+)
+_truncnorm_jit = jax.jit(_k.logp_av_truncnorm, static_argnames="avlim")
+
+
 # ---------------------------------------------------------------------------
 # dust
 # ---------------------------------------------------------------------------
@@ -102,6 +114,7 @@ def logp_extinction(avs, dustmap, coord, distance=None, return_components=False,
         For a non-finite or reversed ``avlim``.
     """
     _k._check_avlim(avlim)
+    avlim = None if avlim is None else (float(avlim[0]), float(avlim[1]))  # hashable: a static argument
     if not hasattr(dustmap, "query"):
         raise TypeError(
             f"`dustmap` has no query() method (got {type(dustmap).__name__!r}); load a map first, "
@@ -116,8 +129,8 @@ def logp_extinction(avs, dustmap, coord, distance=None, return_components=False,
         if distance is None:
             lnp, comps = jnp.zeros_like(avs), nan_components
         elif av_mean.ndim == 1:
-            mu, sig = _k.interp_extinction_profile(distance, dists, av_mean, av_std)
-            lnp, comps = _k.logp_av_truncnorm(avs, mu, sig, avlim), (mu, sig)
+            lnp, mu, sig = _extinction_one_los_jit(avs, distance, dists, av_mean, av_std, avlim=avlim)
+            comps = (mu, sig)
         else:  # one profile per leading index of avs / distance
             n = av_mean.shape[0]
             shape = jnp.broadcast_shapes(avs.shape, jnp.shape(distance))
@@ -125,16 +138,11 @@ def logp_extinction(avs, dustmap, coord, distance=None, return_components=False,
                 raise ValueError(f"{n} lines of sight need avs/distance with leading axis {n}; got shape {shape}")
             a = jnp.broadcast_to(avs, shape)
             d = jnp.broadcast_to(_k._asfloat(distance), shape)
-
-            def one(a_i, d_i, m_i, s_i):
-                mu, sig = _k.interp_extinction_profile(d_i, dists, m_i, s_i)
-                return _k.logp_av_truncnorm(a_i, mu, sig, avlim), mu, sig
-
-            lnp, mu, sig = jax.vmap(one)(a, d, av_mean, av_std)
+            lnp, mu, sig = _extinction_many_los_jit(a, d, dists, av_mean, av_std, avlim)
             comps = (mu, sig)
     elif isinstance(result, tuple) and len(result) == 2:
         mu, sig = result
-        lnp = _k.logp_av_truncnorm(avs, mu, sig, avlim)
+        lnp = _truncnorm_jit(avs, mu, sig, avlim=avlim)
         ok = np.isfinite(mu) & np.isfinite(sig) & (np.asarray(sig) > 0)
         comps = (mu, sig) if np.all(ok) else nan_components
     else:
