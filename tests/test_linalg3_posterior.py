@@ -48,7 +48,8 @@ def test_laplace_draws_moments():
     av = jnp.array([0.5, 1.0, 2.0])
     rv = jnp.array([3.3, 3.1, 3.5])
     icov = jnp.stack([jnp.diag(jnp.array([50.0, 100.0, 30.0]))] * K)
-    d, a, r = laplace_draws(key, scale, av, rv, icov, nmc, avlim=(-10.0, 20.0), rvlim=(-10.0, 20.0))
+    d, a, r = jax.jit(lambda *x: laplace_draws(*x, nmc, avlim=(-10.0, 20.0), rvlim=(-10.0, 20.0)))(
+        key, scale, av, rv, icov)
     lnd = np.log(np.asarray(d))
     # antithetic pairs: sample means are exact
     np.testing.assert_allclose(lnd.mean(1), -0.5 * np.log(np.asarray(scale)), atol=1e-10)
@@ -68,8 +69,8 @@ def test_integrate_lognormal_analytic():
     icov = jnp.stack([jnp.diag(jnp.array([s, 1e4, 1e4])) for s in (200.0, 400.0, 100.0, 200.0)])
     base = jnp.array([0.0, -1.0, -2.0, -3.0])
     valid = jnp.array([True, True, True, False])
-    post = integrate_and_draw(jax.random.key(1), valid, base, scale, jnp.ones(K), jnp.full(K, 3.3), icov,
-                              lambda d, a, r: jnp.zeros_like(d), nmc=nmc, ndraws=500)
+    run = jax.jit(lambda *a: integrate_and_draw(*a, lambda d, a, r: jnp.zeros_like(d), nmc=nmc, ndraws=500))
+    post = run(jax.random.key(1), valid, base, scale, jnp.ones(K), jnp.full(K, 3.3), icov)
     s = np.asarray(scale)
     var_lnd = 1.0 / (4 * s**2 * np.asarray(icov)[:, 0, 0])
     expect = np.asarray(base) - 0.5 * np.log(s) + 0.5 * var_lnd

@@ -97,7 +97,7 @@ def _stage2(keys, sel, lnprob_sel, base, scale, av, rv, icov, feh, loga, plx, pl
             return jnp.broadcast_to(out, d.shape)
 
         mc = mc_integrate(k_mc, valid, base_i[idx], s_i[idx], a_i[idx], r_i[idx], ic_i[idx], extra, nmc=nmc,
-                          avlim=avlim, rvlim=rvlim, precision_shrinkage=shrink)
+                          avlim=avlim, rvlim=rvlim, precision_shrinkage=shrink, model_ids=idx)
         log_evid, di, dj = draw_posterior(k_draw, valid, mc, ndraws)
         rows = idx[di]
         return dict(
@@ -130,9 +130,13 @@ def _as_key(rstate):
     return jax.random.key(seed), seed
 
 
-def _bucket(n, cap, minimum=64):
-    k = max(minimum, 1 << max(0, int(math.ceil(math.log2(max(n, 1))))))
-    return int(min(k, cap)) if n <= cap else int(cap)
+def _bucket(n, cap, minimum=256):
+    """Static number of model slots K for a batch whose largest selection is n:
+    powers of 4 from ``minimum`` (few distinct shapes, few compiles), at most ``cap``."""
+    k = minimum
+    while k < n:
+        k *= 4
+    return int(min(k, cap))
 
 
 class BruteForce:
@@ -279,7 +283,9 @@ class BruteForce:
             itemsize = jnp.dtype(dt).itemsize
             per_star = self.nmodels * (6 * nfilt + 48) * itemsize
             batch_size = int(max(1, min(64, mem_lim * 2**20 // max(per_star, 1))))
-        B = int(max(1, min(batch_size, max(todo.size, 1))))
+            # a power of two no larger than needed (the last batch is padded)
+            batch_size = min(batch_size, 1 << int(math.ceil(math.log2(max(todo.size, 1)))))
+        B = int(max(1, batch_size))  # an explicit batch_size is used as is: one compile per size
         grid, lnprior = self._grid, jnp.asarray(lnp_static, dt)
         feh_j = None if feh is None else jnp.asarray(feh, dt)
         loga_j = None if loga is None else jnp.asarray(loga, dt)

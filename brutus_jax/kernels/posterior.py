@@ -44,14 +44,22 @@ def lnd_precision(icov, scale, precision_shrinkage=0.0):
 
 
 def laplace_draws(key, scale, av, rv, icov, nmc, avlim=(0.0, 20.0), rvlim=(1.0, 8.0),
-                  precision_shrinkage=0.0):
-    """Antithetic Gaussian draws of (d [kpc], A_V, R_V): each (K, nmc)."""
+                  precision_shrinkage=0.0, model_ids=None):
+    """Antithetic Gaussian draws of (d [kpc], A_V, R_V): each (K, nmc).
+
+    With ``model_ids`` (K,) the normals of each model come from
+    ``fold_in(key, model_id)``, so a model's draws do not depend on K or on
+    its position among the selected models (results independent of batching).
+    """
     s = jnp.maximum(scale, MIN_SCALE)
     mean = jnp.stack([-0.5 * jnp.log(s), av, rv], axis=-1)  # (K, 3)
     cov = inverse3(lnd_precision(icov, scale, precision_shrinkage), regularize=True)
     L = cholesky3(cov)
     nh = (nmc + 1) // 2
-    z = jax.random.normal(key, (scale.shape[0], nh, 3), dtype=mean.dtype)
+    if model_ids is None:
+        z = jax.random.normal(key, (scale.shape[0], nh, 3), dtype=mean.dtype)
+    else:
+        z = jax.vmap(lambda i: jax.random.normal(jax.random.fold_in(key, i), (nh, 3), dtype=mean.dtype))(model_ids)
     z = jnp.concatenate([z, -z], axis=1)[:, :nmc]  # antithetic pairs
     x = mean[:, None, :] + jnp.einsum("kij,knj->kni", L, z)
     d = jnp.clip(jnp.exp(x[..., 0]), 1e-3, 1e6)
@@ -82,14 +90,14 @@ class MCIntegral(NamedTuple):
 
 
 def mc_integrate(key, valid, lnprob_base, scale, av, rv, icov, extra_lnprior, *, nmc,
-                 avlim=(0.0, 20.0), rvlim=(1.0, 8.0), precision_shrinkage=0.0):
+                 avlim=(0.0, 20.0), rvlim=(1.0, 8.0), precision_shrinkage=0.0, model_ids=None):
     """MC integration of the priors for K models (see module docstring).
 
     ``extra_lnprior(d, A_V, R_V) -> (K, nmc)`` adds the priors beyond the static
     one (Galactic structure, dust map, parallax); it must be jax-traceable.
     Padding models (``valid`` False) get lnp = -inf and mc_ess = 0.
     """
-    d, a, r = laplace_draws(key, scale, av, rv, icov, nmc, avlim, rvlim, precision_shrinkage)
+    d, a, r = laplace_draws(key, scale, av, rv, icov, nmc, avlim, rvlim, precision_shrinkage, model_ids)
     lnp_mc = lnprob_base[:, None] + jnp.log(d) + extra_lnprior(d, a, r)
     lnp_mc = jnp.where(valid[:, None] & ~jnp.isnan(lnp_mc), lnp_mc, -jnp.inf)
     lnp = jax.nn.logsumexp(lnp_mc, axis=1) - jnp.log(float(nmc))
@@ -104,12 +112,21 @@ def mc_integrate(key, valid, lnprob_base, scale, av, rv, icov, extra_lnprior, *,
 
 def draw_posterior(key, valid, mc, ndraws):
     """Evidence, ``ndraws`` models ~ exp(lnp) (with replacement) and one MC sample
-    per draw ~ exp(lnp_mc).  Returns (log_evid, model (ndraws,), sample (ndraws,))."""
+    per draw ~ exp(lnp_mc).  Returns (log_evid, model (ndraws,), sample (ndraws,)).
+
+    Models are drawn by inverse-CDF sampling in slot order, so trailing padding
+    slots (zero weight) do not change the draws.
+    """
     k_model, k_pick = jax.random.split(key)
     log_evid = jax.nn.logsumexp(mc.lnp)
     # uniform over valid models if every weight vanished (flagged by log_evid = -inf)
     logits = jnp.where(jnp.isfinite(log_evid), mc.lnp, jnp.where(valid, 0.0, -jnp.inf))
-    idx = jax.random.categorical(k_model, logits, shape=(ndraws,))
+    w = jnp.exp(logits - jnp.max(logits))
+    cdf = jnp.cumsum(w)
+    u = jax.random.uniform(k_model, (ndraws,), dtype=cdf.dtype) * cdf[-1]
+    last = jnp.maximum(jnp.sum(w > 0) - 1, 0)
+    idx = jnp.minimum(jnp.searchsorted(cdf, u, side="right"), last)
+    idx = jnp.where(w[idx] > 0, idx, jnp.argmax(w))
     picks = mc.lnp_mc[idx]
     picks = jnp.where(jnp.any(jnp.isfinite(picks), axis=1, keepdims=True), picks, 0.0)
     j = jax.random.categorical(k_pick, picks, axis=-1)
@@ -121,7 +138,7 @@ def integrate_and_draw(key, valid, lnprob_base, scale, av, rv, icov, extra_lnpri
     """``mc_integrate`` then ``draw_posterior`` for one star's K models."""
     k_mc, k_draw = jax.random.split(key)
     mc = mc_integrate(k_mc, valid, lnprob_base, scale, av, rv, icov, extra_lnprior, nmc=nmc, avlim=avlim,
-                      rvlim=rvlim, precision_shrinkage=precision_shrinkage)
+                      rvlim=rvlim, precision_shrinkage=precision_shrinkage, model_ids=None)
     log_evid, idx, j = draw_posterior(k_draw, valid, mc, ndraws)
     return StarPosterior(lnp=mc.lnp, mc_ess=mc.mc_ess, cov_sar=inverse3(icov, regularize=True),
                          log_evid=log_evid, draw_model=idx, draw_dist=mc.dist[idx, j], draw_av=mc.av[idx, j],

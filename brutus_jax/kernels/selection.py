@@ -43,7 +43,7 @@ def gather_selected(key, sel, lnprob_sel, K, mode="representative"):
     nsel = jnp.sum(sel)
 
     def all_of_them(_):
-        idx = jnp.nonzero(sel, size=K, fill_value=0)[0]
+        idx = jnp.nonzero(sel, size=K, fill_value=0)[0].astype(jnp.int32)
         return idx, jnp.arange(K) < nsel
 
     def capped(_):
@@ -54,6 +54,6 @@ def gather_selected(key, sel, lnprob_sel, K, mode="representative"):
         elif mode != "topk":
             raise ValueError(f"subsample_mode: expected 'representative' or 'topk', got {mode!r}")
         _, idx = jax.lax.top_k(score, K)
-        return idx, jnp.ones(K, bool)
+        return idx.astype(jnp.int32), jnp.ones(K, bool)
 
     return jax.lax.cond(nsel <= K, all_of_them, capped, None)
