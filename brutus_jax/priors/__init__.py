@@ -62,6 +62,7 @@ _extinction_many_los_jit = jax.jit(
     jax.vmap(_extinction_one_los, in_axes=(0, 0, None, 0, 0, None)), static_argnums=5
 )
 _truncnorm_jit = jax.jit(_k.logp_av_truncnorm, static_argnames="avlim")
+_ps1_jit = jax.jit(_k.logp_ps1_luminosity_function)
 
 
 # ---------------------------------------------------------------------------
@@ -207,4 +208,4 @@ def logp_ps1_luminosity_function(Mr, table=None):
     grid_Mr, grid_lnp = table if table is not None else _load_ps1_table(_ps1_table_path())
     grid_Mr = jnp.asarray(grid_Mr, dtype=Mr.dtype)
     grid_lnp = jnp.asarray(grid_lnp, dtype=Mr.dtype)
-    return _k.logp_ps1_luminosity_function(Mr, grid_Mr, grid_lnp)
+    return _ps1_jit(Mr, grid_Mr, grid_lnp)
