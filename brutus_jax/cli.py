@@ -1,4 +1,5 @@
-"""Command line: ``brutus-jax build-grid`` and ``brutus-jax demo``."""
+"""Command line: ``brutus-jax build-grid`` and ``brutus-jax demo`` (model SEDs, then a BruteForce
+fit of real Pleiades members)."""
 
 from __future__ import annotations
 
@@ -90,8 +91,57 @@ def _demo(args):
     ext = np.asarray(sun) - np.asarray(sun0)
     print("\nA_band / A_V for the solar model at A_V = 1, R_V = 3.1:")
     print("  " + "  ".join(f"{f}={e:.3f}" for f, e in zip(grid.filters, ext)))
+    if args.nstars > 0:
+        fit_cluster_demo(path, args.cluster, args.nstars, args.out, seed=args.seed)
     print(f"\n({time.perf_counter() - t0:.1f} s)")
     return 0
+
+
+def fit_cluster_demo(grid_path, cluster="pleiades", nstars=12, out=None, seed=1):
+    """Fit real cluster members (Gaia DR3 G/BP/RP + 2MASS Ks + parallax) with BruteForce
+    and print distance and A_V with 68 % intervals next to 1/parallax.
+
+    Members with 0.4 < BP-RP < 2.0 (F, G, K dwarfs) are used: below ~0.4 Msun
+    the MIST/C3K models are too blue (see README) and the fit absorbs the
+    mismatch into A_V.
+    """
+    import h5py
+
+    from .analysis import BruteForce
+    from .core import StarGrid
+    from .data import data_dir, load_models
+    from .data.clusters import CLUSTER_BANDS, load_cluster_members
+
+    models, labels, mask = load_models(grid_path, filters=list(CLUSTER_BANDS), verbose=False)
+    fitter = BruteForce(StarGrid(models, labels, mask, verbose=False), verbose=True)
+    d = load_cluster_members(cluster, verbose=True)
+    color = d["mag"][:, 1] - d["mag"][:, 2]
+    ok = np.flatnonzero((color > 0.4) & (color < 2.0) & d["mask"].all(axis=1))
+    sel = ok[np.argsort(d["mag"][ok, 0])][np.linspace(0, ok.size - 1, min(nstars, ok.size)).astype(int)]
+    out = out or str(data_dir() / "demo" / f"{cluster}_fit.h5")
+    import os
+
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    t0 = time.perf_counter()
+    path = fitter.fit(d["flux"][sel], d["flux_err"][sel], d["mask"][sel], d["source_id"][sel], out,
+                      parallax=d["parallax"][sel], parallax_err=d["parallax_err"][sel],
+                      data_coords=d["coords"][sel], rstate=seed, overwrite=True)
+    dt = time.perf_counter() - t0
+    print(f"\nBruteForce fit of {sel.size} {cluster} members ({', '.join(CLUSTER_BANDS)} + parallax) "
+          f"on {fitter.nmodels:,} models: {dt:.1f} s incl. compilation -> {path}")
+    print(f"{'Gaia DR3 source_id':>20} {'G':>6} {'BP-RP':>6} {'1/plx':>7} {'d [pc] (16-84%)':>24} "
+          f"{'A_V (16-84%)':>20} {'chi2':>6}")
+    with h5py.File(path, "r") as f:
+        dist, av = f["samps_dist"][()] * 1000.0, f["samps_red"][()]
+        chi2 = f["obj_chi2min"][()]
+    for i, j in enumerate(sel):
+        q = np.percentile(dist[i], [16, 50, 84])
+        a = np.percentile(av[i], [16, 50, 84])
+        print(f"{d['source_id'][j]:>20d} {d['mag'][j, 0]:6.2f} {color[j]:6.2f} {1000 / d['parallax'][j]:7.1f} "
+              f"{q[1]:8.1f} ({q[0]:6.1f}-{q[2]:6.1f}) {a[1]:6.2f} ({a[0]:5.2f}-{a[2]:5.2f}) {chi2[i]:6.1f}")
+    dm = np.median(np.median(dist, axis=1))
+    print(f"median distance {dm:.1f} pc vs 1000/median(parallax) {1000 / np.median(d['parallax'][sel]):.1f} pc; "
+          f"median A_V {np.median(np.median(av, axis=1)):.2f} mag")
 
 
 def main(argv=None):
@@ -107,6 +157,10 @@ def main(argv=None):
     d = sub.add_parser("demo", help="build/load the default grid and print model SEDs")
     d.add_argument("--preset", default="default", help="grid preset when --grid is not given")
     d.add_argument("--grid", default=None, help="a brutus-format grid file to use instead")
+    d.add_argument("--cluster", default="pleiades", help="cluster whose members are fitted: pleiades | praesepe")
+    d.add_argument("--nstars", type=int, default=12, help="members to fit (0: only print model SEDs)")
+    d.add_argument("--out", default=None, help="output HDF5 of the fit (default: <data cache>/demo/)")
+    d.add_argument("--seed", type=int, default=1, help="PRNG seed of the fit")
     d.set_defaults(func=_demo)
     args = parser.parse_args(argv)
     try:

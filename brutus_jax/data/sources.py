@@ -49,6 +49,7 @@ class WheelSource:
     package: str  # import name (to find an installed copy)
     member: str  # path of the file inside the wheel / package root
     citation: str
+    sdist_prefix: str = ""  # for source distributions (.tar.gz): the archive's top folder
 
 
 SOURCES = {
@@ -71,6 +72,17 @@ SOURCES = {
         member="lachesis/Datafiles/BC_tables/bc_tables.h5",
         citation="MIST/C3K bolometric correction tables (Choi et al. 2016; C3K atmospheres, "
         "Conroy et al.), as shipped in astroLACHESIS 1.0.9 (MIT)",
+    ),
+    "gyrointerp_clusters": WheelSource(
+        project="gyrointerp",
+        version="0.7",
+        wheel="gyrointerp-0.7.tar.gz",
+        sha256="cb0d785a7d1a4bccacb93227bab654064cd4e3a55c9da9c62a2c09740e838183",
+        package="gyrointerp",
+        member="gyrointerp/data/interim/",
+        citation="Gaia DR3 cluster members as compiled in gyrointerp 0.7 (Bouma et al. 2023; MIT; "
+        "Pleiades: Rebull et al. 2016, Praesepe: Rampalli et al. 2021; Gaia data CC BY-SA 3.0 IGO)",
+        sdist_prefix="gyrointerp-0.7/",
     ),
     "dustapprox": WheelSource(
         project="dustapprox",
@@ -144,7 +156,8 @@ def _fetch_wheel(src: WheelSource, verbose=True) -> pathlib.Path:
         print(f"brutus_jax: downloading {src.project}=={src.version} (data only, no dependencies) "
               f"into {target}", file=sys.stderr)
     with tempfile.TemporaryDirectory(dir=target) as tmp:
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
+        binary = "--no-binary=:all:" if src.sdist_prefix else "--only-binary=:all:"
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", binary,
                "--disable-pip-version-check", "-q", "-d", tmp, f"{src.project}=={src.version}"]
         proc = subprocess.run(cmd, capture_output=True, text=True)
         got = pathlib.Path(tmp) / src.wheel
@@ -178,20 +191,34 @@ def source_file(key: str, verbose=True) -> pathlib.Path:
     done = dest.parent / (dest.name + ".complete") if not src.member.endswith("/") else dest / ".complete"
     if done.exists():
         return dest
-    wheel = _fetch_wheel(src, verbose=verbose)
-    with zipfile.ZipFile(wheel) as zf:
-        members = [m for m in zf.namelist() if m == src.member or
-                   (src.member.endswith("/") and m.startswith(src.member) and not m.endswith("/"))]
+    archive = _fetch_wheel(src, verbose=verbose)
+    root = data_dir() / "sources" / f"{src.project}-{src.version}"
+
+    def wanted(name):
+        return name == src.member or (src.member.endswith("/") and name.startswith(src.member)
+                                      and not name.endswith("/"))
+
+    def extract(members, opener):
         if not members:
-            raise RuntimeError(f"{src.member} not found in {wheel}")
-        root = data_dir() / "sources" / f"{src.project}-{src.version}"
+            raise RuntimeError(f"{src.member} not found in {archive}")
         for m in members:
             out = root / m
             out.parent.mkdir(parents=True, exist_ok=True)
             tmp = out.with_name(out.name + ".part")
-            with zf.open(m) as fin, open(tmp, "wb") as fout:
+            with opener(m) as fin, open(tmp, "wb") as fout:
                 shutil.copyfileobj(fin, fout)
             os.replace(tmp, out)
+
+    if src.sdist_prefix:
+        import tarfile
+
+        with tarfile.open(archive, "r:gz") as tf:
+            files = {m.name[len(src.sdist_prefix):]: m for m in tf.getmembers()
+                     if m.isfile() and m.name.startswith(src.sdist_prefix)}
+            extract([n for n in files if wanted(n)], lambda n: tf.extractfile(files[n]))
+    else:
+        with zipfile.ZipFile(archive) as zf:
+            extract([m for m in zf.namelist() if wanted(m)], zf.open)
     done.parent.mkdir(parents=True, exist_ok=True)
     done.write_text("ok\n")
     return dest
