@@ -259,9 +259,13 @@ def test_bayestar_without_reliability_fields(tmp_path, map_data):
             assert np.all(np.isnan(m[i]))
 
 
-def test_query_rejects_bad_shapes(dustmap):
+def test_query_rejects_bad_shapes_and_empty_map(dustmap, tmp_path):
     with pytest.raises(ValueError, match=r"\(N, 2\)"):
         dustmap.query(np.zeros((4, 3)))
+    empty = Bayestar(write_bayestar(tmp_path / "empty.h5", [], [], DISTS, np.zeros((0, NDIST)),
+                                    np.zeros((0, NDIST)), converged=np.zeros(0, bool)))
+    _, m, s = empty.query([[10.0, 20.0], [30.0, -5.0]])
+    assert m.shape == (2, NDIST) and np.all(np.isnan(m)) and np.all(np.isnan(s))
 
 
 # ---------------------------------------------------------------------------

@@ -370,6 +370,8 @@ class Bayestar(DustMap):
         numpy.ndarray of int64, broadcast shape
             Row indices into ``av_mean`` / ``av_std``.
         """
+        if self.nside_levels.size == 0:  # an empty map covers nothing
+            return np.full(np.broadcast(np.asarray(l), np.asarray(b)).shape, -1, dtype=np.int64)
         nside_max = int(self.nside_levels[-1])
         order_max = nside_max.bit_length() - 1
         ipix_max = np.asarray(lb2pix(nside_max, l, b, nest=True), dtype=np.int64)
@@ -416,6 +418,9 @@ class Bayestar(DustMap):
             arr = np.atleast_2d(arr)
             l_deg, b_deg = arr[:, 0], arr[:, 1]
         rows = np.atleast_1d(self.find_pixels(l_deg, b_deg))
+        if self.nside.size == 0:  # empty map: nothing is covered
+            nan = np.full(rows.shape + self.distances.shape, np.nan, dtype=np.result_type(self.av_mean, np.float32))
+            return self.distances.copy(), (nan[0] if squeeze else nan), (nan[0].copy() if squeeze else nan.copy())
         safe = np.maximum(rows, 0)
         bad = (rows < 0)[..., None]
         if apply_reliability_mask and self.converged is not None:
