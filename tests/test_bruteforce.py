@@ -269,3 +269,34 @@ def test_float32_matches_float64(synth, jax_fit, tmp_path):
         qa = np.percentile(out32[name], [16, 50, 84], axis=1)
         qb = np.percentile(out64[name], [16, 50, 84], axis=1)
         assert np.max(np.abs(qa[1] - qb[1]) / (0.5 * (qb[2] - qb[0]))) < 0.5, name
+
+
+@pytest.mark.oracle
+def test_loglike_and_logpost_grid_match_brutus(synth, brutus_oracle):
+    """Single-star API: same lnl/selection as brutus, MC-integrated lnp within MC noise."""
+    import brutus.analysis
+    import brutus.core
+
+    models, labels, params, filters, grid = synth
+    kw, _ = simulate(models, 3, seed=12)
+    bg = brutus.core.StarGrid(np.asarray(models), labels, params, filters=list(filters), verbose=False)
+    bb = brutus.analysis.BruteForce(bg, verbose=False)
+    bb.models_labels = rfn.merge_arrays([labels, params], flatten=True)
+    bf = BruteForce(grid, verbose=False)
+    for i in range(3):
+        args = (kw["data"][i], kw["data_err"][i], kw["data_mask"][i])
+        pk = dict(parallax=kw["parallax"][i], parallax_err=kw["parallax_err"][i])
+        ours = bf.loglike_grid(*args, return_vals=True, **pk)
+        ref = bb.loglike_grid(*args, return_vals=True, **pk)
+        top = ref[0] > ref[0].max() - 20
+        np.testing.assert_allclose(ours[0][top], ref[0][top], rtol=1e-6, atol=1e-6)
+        assert ours[1] == ref[1]
+        coord = kw["data_coords"][i]
+        lp = bf.logpost_grid(ours, coord=coord, Nmc_prior=2000, rstate=1, **pk)
+        lr = bb.logpost_grid(ref, coord=coord, Nmc_prior=2000, rstate=np.random.RandomState(2), **pk)
+        np.testing.assert_array_equal(np.sort(lp[0]), np.sort(lr[0]))
+        order_p, order_r = np.argsort(lp[0]), np.argsort(lr[0])
+        lnp_p, lnp_r = lp[2][order_p], lr[2][order_r]
+        good = lnp_r > lnp_r.max() - 5
+        np.testing.assert_allclose(lnp_p[good], lnp_r[good], atol=0.05)
+        np.testing.assert_allclose(lp[1][order_p][good], lr[1][order_r][good], rtol=1e-4, atol=1e-10)

@@ -210,6 +210,73 @@ class BruteForce:
             out += (np.asarray(fit.scale), np.asarray(fit.av), np.asarray(fit.rv), np.asarray(fit.icov))
         return out
 
+    def logpost_grid(self, results, parallax=None, parallax_err=None, coord=None, Nmc_prior=100, lnprior=None,
+                     wt_thresh=1e-3, cdf_thresh=2e-3, max_models=50000, precision_shrinkage=0.0,
+                     subsample_mode="representative", lngalprior=None, lndustprior=None, dustfile=None,
+                     dlabels=None, avlim=(0.0, 20.0), rvlim=(1.0, 8.0), mem_lim=8000.0, rstate=None,
+                     apply_av_prior=True, R_solar=8.2, Z_solar=0.025):
+        """Selection and MC prior integration for one star (brutus ``logpost_grid``).
+
+        ``results`` is ``loglike_grid(..., return_vals=True)``.  ``lnprior``
+        (per model) defaults to 0 here, as in brutus; ``fit`` assembles the
+        static prior with `prior_setup.grid_lnprior`.  The Galactic prior is
+        applied when ``coord`` (l, b) is given and ``lngalprior`` is not False;
+        the dust prior when ``dustfile`` is given and ``apply_av_prior``.
+
+        Returns ``(sel, cov_sar, lnp, dist_mc, av_mc, rv_mc, lnp_mc, mc_ess)``
+        with sel the selected model indices and the MC arrays (Nsel, Nmc).
+        """
+        lnl, _, _, scale, av, rv, icov = results
+        dt = self.dtype
+        n = self.nmodels
+        base = np.asarray(lnl, float) + (0.0 if lnprior is None else np.asarray(lnprior, float))
+        p = np.nan if parallax is None else float(parallax)
+        pe = np.nan if parallax_err is None else float(parallax_err)
+        key, _ = _as_key(rstate if rstate is not None else 0)
+        feh, loga = galactic_labels(self.models_labels if dlabels is None else dlabels)
+        use_gal = coord is not None and lngalprior is not False
+        use_dust = dustfile is not None and apply_av_prior
+        dust_d, mu, sd = np.zeros(1), np.zeros(1), np.ones(1)
+        if use_dust:
+            from ..dust import Bayestar
+
+            dmap = Bayestar(dustfile) if isinstance(dustfile, (str, os.PathLike)) else dustfile
+            dust_d, mu, sd = (np.asarray(x, float) for x in dmap.query(np.atleast_2d(coord)))
+            mu, sd = mu[0], sd[0]
+        icov = jnp.asarray(icov, dt)
+        scale = jnp.asarray(scale, dt)
+        has_plx = np.isfinite(p) and np.isfinite(pe) and pe > 0
+        lsel = jnp.asarray(base, dt)
+        if has_plx:
+            lsel = lsel + logp_parallax_scale(scale, _marginal_scale_err(icov), p, pe)
+        lsel = jnp.where(jnp.isnan(lsel), -jnp.inf, lsel)
+        sel = select_mask(lsel, wt_thresh, None if wt_thresh is not None else cdf_thresh)
+        nsel = int(jnp.sum(sel))
+        K = _bucket(nsel, int(max_models))
+        nmc = int(max(1, min(int(Nmc_prior), int(mem_lim * 1e6 / (8 * max(nsel, 1) * 4)))))
+        k_sel, k_mc = jax.random.split(key)
+        idx, valid = gather_selected(k_sel, sel, lsel, K, subsample_mode)
+        coord = (0.0, 0.0) if coord is None else tuple(float(c) for c in np.ravel(coord)[:2])
+        fk = None if feh is None else jnp.asarray(feh, dt)[idx][:, None]
+        lk = None if loga is None else jnp.asarray(loga, dt)[idx][:, None]
+
+        def extra(d, a, r):
+            out = logp_parallax(1.0 / d, p, pe) if has_plx else jnp.zeros_like(d)
+            if use_gal:
+                out = out + logp_galactic_structure(d, coord, feh=fk, loga=lk, R_solar=R_solar, Z_solar=Z_solar)
+            if use_dust:
+                out = out + logp_extinction(a, jnp.asarray(dust_d, dt), jnp.asarray(mu, dt), jnp.asarray(sd, dt),
+                                            d)
+            return jnp.broadcast_to(out, d.shape)
+
+        mc = mc_integrate(k_mc, valid, jnp.asarray(base, dt)[idx], scale[idx], jnp.asarray(av, dt)[idx],
+                          jnp.asarray(rv, dt)[idx], icov[idx], extra, nmc=nmc, avlim=tuple(avlim),
+                          rvlim=tuple(rvlim), precision_shrinkage=precision_shrinkage, model_ids=idx)
+        m = int(np.sum(np.asarray(valid)))
+        take = lambda x: np.asarray(x)[:m]  # noqa: E731
+        return (take(idx), take(inverse3(icov[idx], regularize=True)), take(mc.lnp), take(mc.dist), take(mc.av),
+                take(mc.rv), take(mc.lnp_mc), take(mc.mc_ess))
+
     # ------------------------------------------------------------------ many stars
     def fit(self, data, data_err, data_mask, data_labels, save_file, phot_offsets=None, parallax=None,
             parallax_err=None, Nmc_prior=50, avlim=(0.0, 20.0), av_gauss=None, rvlim=(1.0, 8.0),
