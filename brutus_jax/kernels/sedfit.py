@@ -42,11 +42,13 @@ Static vs traced arguments
 Everything numeric is a traced value when passed as an argument of a jitted
 function (see `fit_stars`): ``avlim, av_gauss, rvlim, rv_gauss, ltol,
 ltol_subthresh, init_thresh, max_iter_mag, max_iter_flux, dim_prior``, the
-parallax and the data.  Changing any of them does not recompile.  What
-recompiles: the shapes ``(Nstar, Nfilt, Nmodel)``, the dtype, and the Python
-*structure* of the options: ``init_thresh=None`` vs a number,
-``av_gauss=None``/``rv_gauss=None`` vs a pair, ``model_mask=None`` vs an array
-(``None`` is an empty pytree, so these are static automatically).
+parallax and the data.  Changing any of them does not recompile.  `fit_stars`
+also turns the ``None`` options into values (``av_gauss``/``rv_gauss`` ->
+their flat defaults, ``init_thresh=None`` -> ``select_all=True``,
+``model_mask=None`` -> all True) before the compiled call, so the only things
+that recompile are the shapes ``(Nstar, Nfilt, Nmodel)`` and the dtype.
+(Calling `fit_star` under your own ``jit``, ``None`` is an empty pytree, i.e.
+static: ``None`` vs a value traces twice.)
 
 Deviations from brutus 1.2.0 (all documented in `fit_star`)
 -------------------------------------------------------------
@@ -301,6 +303,7 @@ def fit_star(
     max_iter_mag=DEFAULT_MAX_ITER_MAG,
     max_iter_flux=DEFAULT_MAX_ITER_FLUX,
     model_mask=None,
+    select_all=False,
 ):
     """Fit (scale, A_V, R_V) of every model to one star (brutus ``loglike_grid``).
 
@@ -339,13 +342,16 @@ def fit_star(
         Magnitude-stage convergence set and flux-stage selection threshold
         (fraction of the best likelihood).  None: every model enters the flux
         stage (brutus 1.2.0 crashes on None; the magnitude-stage convergence
-        set then uses 5e-3).
+        set then uses 5e-3).  Same as ``init_thresh=5e-3, select_all=True``.
     max_iter_mag, max_iter_flux : int (may be traced)
         Iteration caps (brutus has none); see `GridFit.converged`.
     model_mask : (Nmodel,) bool or None
         Models to fit (e.g. False for padding rows).  Excluded models take no
         part in any maximum / selection / convergence test and get
         ``lnl = -inf``.  None: all models (like brutus without ``indices``).
+    select_all : bool (may be traced)
+        Send every model to the flux stage (no culling; ``init_thresh`` then
+        only sets the magnitude-stage convergence set).
 
     Returns
     -------
@@ -383,15 +389,14 @@ def fit_star(
     mag_tol = 2.5 * ltol
     ln_subthresh = jnp.log(cast(ltol_subthresh))
     if init_thresh is None:
-        ln_mag_thresh = jnp.log(cast(_MAG_THRESH_DEFAULT))
-        ln_init_thresh = None
-    else:
-        ln_mag_thresh = ln_init_thresh = jnp.log(cast(init_thresh))
+        init_thresh, select_all = _MAG_THRESH_DEFAULT, True
+    ln_init_thresh = jnp.log(cast(init_thresh))
+    select_all = jnp.asarray(select_all, bool)
     valid = jnp.ones((nmodel,), bool) if model_mask is None else jnp.asarray(model_mask, bool)
 
     # ---- band weights (static shape, NaN-safe) ---------------------------
     used = (jnp.asarray(mask) != 0) & jnp.isfinite(flux) & jnp.isfinite(err) & (err > 0.0)
-    ndim = jnp.sum(used.astype(jnp.int32))
+    ndim = jnp.sum(used, dtype=jnp.int32)
     has_data = ndim > 0
     fl = jnp.where(used, flux, 0.0)
     var = jnp.where(used, err * err, 1.0)
@@ -466,7 +471,7 @@ def fit_star(
         av, rv, it, _ = state
         av, rv, dav, drv, logwt = mag_step(av, rv)
         best = _masked_max(logwt, valid)
-        near = valid & (logwt > best + ln_mag_thresh)
+        near = valid & (logwt > best + ln_init_thresh)
         # one reduction (each extra one re-evaluates the whole step on XLA:CPU)
         err_ = _masked_max(jnp.maximum(jnp.abs(dav), jnp.abs(drv)), near)
         return av, rv, it + 1, err_
@@ -480,16 +485,13 @@ def fit_star(
     lnl_m = -0.5 * mle_m.chi2
 
     # ---- selection -------------------------------------------------------
-    if ln_init_thresh is None:
-        active = valid
-    else:
-        plx = cast(parallax)
-        plx_err = cast(parallax_err)
-        use_plx = jnp.isfinite(plx) & jnp.isfinite(plx_err) & (plx_err > 0.0)
-        plx_err_safe = jnp.where(use_plx, plx_err, 1.0)
-        chi2_p = (jnp.sqrt(mle_m.scale) - plx) ** 2 / plx_err_safe**2
-        lnl_p = jnp.where(use_plx, lnl_m - 0.5 * chi2_p, lnl_m)
-        active = valid & (lnl_p > _masked_max(lnl_p, valid) + ln_init_thresh)
+    plx = cast(parallax)
+    plx_err = cast(parallax_err)
+    use_plx = jnp.isfinite(plx) & jnp.isfinite(plx_err) & (plx_err > 0.0)
+    plx_err_safe = jnp.where(use_plx, plx_err, 1.0)
+    chi2_p = (jnp.sqrt(mle_m.scale) - plx) ** 2 / plx_err_safe**2
+    lnl_p = jnp.where(use_plx, lnl_m - 0.5 * chi2_p, lnl_m)
+    active = valid & (select_all | (lnl_p > _masked_max(lnl_p, valid) + ln_init_thresh))
 
     # ---- flux stage ------------------------------------------------------
     # Models outside the selection have step size 0, i.e. they stay frozen at
@@ -575,11 +577,10 @@ def fit_stars(
 
     ``flux, err, mask`` are (Nstar, Nfilt), ``parallax, parallax_err``
     (Nstar,) (None: no parallaxes); the grid and all options are shared by
-    the batch.  Every numeric option is passed to the compiled function as a
-    traced argument, so changing a value never recompiles; a new shape or
-    dtype, or ``None`` instead of a value (``init_thresh``, ``av_gauss``,
-    ``rv_gauss``, ``model_mask``), compiles once more.  Returns a `GridFit`
-    with a leading star axis.
+    the batch.  Every option is passed to the compiled function as a traced
+    value (``None`` options are first replaced by the equivalent values), so
+    changing options never recompiles; a new shape or dtype does.  Returns a
+    `GridFit` with a leading star axis.
     """
     flux = jnp.asarray(flux)
     nstar = flux.shape[0]
@@ -587,14 +588,23 @@ def fit_stars(
         parallax = jnp.full((nstar,), jnp.nan, flux.dtype)
     if parallax_err is None:
         parallax_err = jnp.full((nstar,), jnp.nan, flux.dtype)
+    if av_gauss is None:
+        av_gauss = (0.0, 1e6)
+    if rv_gauss is None:
+        rv_gauss = (3.32, 1e6)
+    select_all = init_thresh is None
+    if select_all:
+        init_thresh = _MAG_THRESH_DEFAULT
+    if model_mask is None:
+        model_mask = jnp.ones((grid.m0.shape[1],), bool)
     opts = (avlim, av_gauss, rvlim, rv_gauss, dim_prior, ltol, ltol_subthresh, init_thresh,
-            max_iter_mag, max_iter_flux)  # fmt: skip
-    return _fit_stars_jit(grid, flux, err, mask, parallax, parallax_err, opts, model_mask)
+            max_iter_mag, max_iter_flux, model_mask, select_all)  # fmt: skip
+    return _fit_stars_jit(grid, flux, err, mask, parallax, parallax_err, opts)
 
 
-def _fit_stars_impl(grid, flux, err, mask, parallax, parallax_err, opts, model_mask):
+def _fit_stars_impl(grid, flux, err, mask, parallax, parallax_err, opts):
     (avlim, av_gauss, rvlim, rv_gauss, dim_prior, ltol, ltol_subthresh, init_thresh,
-     max_iter_mag, max_iter_flux) = opts  # fmt: skip
+     max_iter_mag, max_iter_flux, model_mask, select_all) = opts  # fmt: skip
 
     def one(f, e, m, p, pe):
         return fit_star(
@@ -602,11 +612,11 @@ def _fit_stars_impl(grid, flux, err, mask, parallax, parallax_err, opts, model_m
             avlim=avlim, av_gauss=av_gauss, rvlim=rvlim, rv_gauss=rv_gauss,
             dim_prior=dim_prior, ltol=ltol, ltol_subthresh=ltol_subthresh,
             init_thresh=init_thresh, max_iter_mag=max_iter_mag,
-            max_iter_flux=max_iter_flux, model_mask=model_mask,
+            max_iter_flux=max_iter_flux, model_mask=model_mask, select_all=select_all,
         )  # fmt: skip
 
     return jax.vmap(one)(flux, err, mask, parallax, parallax_err)
 
 
-#: the compiled batch kernel (one cache entry per shape / dtype / option structure)
+#: the compiled batch kernel (one cache entry per shape and dtype)
 _fit_stars_jit = jax.jit(_fit_stars_impl)
