@@ -300,3 +300,39 @@ def test_loglike_and_logpost_grid_match_brutus(synth, brutus_oracle):
         good = lnp_r > lnp_r.max() - 5
         np.testing.assert_allclose(lnp_p[good], lnp_r[good], atol=0.05)
         np.testing.assert_allclose(lp[1][order_p][good], lr[1][order_r][good], rtol=1e-4, atol=1e-10)
+
+
+def _dust_map(path):
+    """A whole-sky nside=1 map: A_V jumps from 0.05 to 1.0 (sigma 0.05) at 0.5 kpc."""
+    from brutus_jax.dust.bayestar import write_bayestar
+
+    dists = np.linspace(0.05, 5.0, 60)
+    mu = np.where(dists < 0.5, 0.05, 1.0)
+    npix = 12
+    write_bayestar(path, np.ones(npix, int), np.arange(npix), dists, np.tile(mu, (npix, 1)),
+                   np.full((npix, dists.size), 0.05), converged=np.ones(npix, bool),
+                   dm_reliable_min=np.full(npix, 4.0), dm_reliable_max=np.full(npix, 17.0))
+    return str(path)
+
+
+def test_dust_map_prior_tightens_av(synth, tmp_path):
+    models, *_, grid = synth
+    kw, truth = simulate(models, 8, seed=13, plx_err=0.02)
+    # re-simulate with the map's A_V at each star's distance
+    rng = np.random.default_rng(14)
+    d = truth["d"]
+    av = np.where(d < 0.5, 0.05, 1.0)
+    m = np.asarray(get_seds(np.asarray(models)[truth["idx"]].astype(float), av=av, rv=3.3)) + 5 * np.log10(d)[:, None]
+    flux = 10 ** (-0.4 * m)
+    kw["data_err"] = 0.1 * flux  # poor photometry in 3 bands: A_V is weakly constrained by the data
+    kw["data"] = flux + kw["data_err"] * rng.normal(size=flux.shape)
+    kw["data_mask"][:, 3:] = False
+    bf = BruteForce(grid, verbose=False)
+    dust = _dust_map(tmp_path / "map.h5")
+    with_map = read(bf.fit(save_file=tmp_path / "dust.h5", dustfile=dust, rstate=2, verbose=False, batch_size=8, **kw))
+    without = read(bf.fit(save_file=tmp_path / "nodust.h5", rstate=2, verbose=False, batch_size=8, **kw))
+    w_map = np.diff(np.percentile(with_map["samps_red"], [16, 84], axis=1), axis=0)[0]
+    w_none = np.diff(np.percentile(without["samps_red"], [16, 84], axis=1), axis=0)[0]
+    err_map = np.abs(np.median(with_map["samps_red"], axis=1) - av)
+    assert np.median(w_map) < 0.5 * np.median(w_none), (w_map, w_none)
+    assert np.median(err_map) < 0.1, err_map
