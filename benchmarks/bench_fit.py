@@ -1,0 +1,131 @@
+"""BruteForce.fit: astro-brutus 1.2.0 vs brutus_jax side by side, same grid, stars and settings.
+
+Usage:  python benchmarks/bench_fit.py [--nstars-jax 256] [--nstars-brutus 16] [--bands 8]
+
+Grid: the MIST grid extended to 0.3-2.3 Msun (>= 600k models; built once and
+cached).  Stars: drawn from grid models with A_V in [0, 2], R_V ~ N(3.3, 0.2),
+d in [0.2, 3] kpc, 2-3 % flux errors, 0.05-0.1 mas parallax errors, random
+Galactic positions.  Settings: brutus defaults (Nmc_prior=50, Ndraws=250,
+Galactic prior on).  Reports per-star time of loglike, logpost and fit for
+both codes (median of stars after warm-up; jit compilation reported
+separately), the ratio, and how brutus_jax's cost scales with the number of
+models and stars.
+"""
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+
+def env():
+    import jax
+
+    return (f"python {platform.python_version()}, numpy {np.__version__}, jax {jax.__version__} "
+            f"({jax.default_backend()}, {jax.devices()[0].device_kind}), {os.cpu_count()} CPU cores, "
+            f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}")
+
+
+def simulate(models, n, seed):
+    from brutus_jax.kernels.seds import get_seds
+
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, models.shape[0], n)
+    av, rv, d = rng.uniform(0, 2, n), rng.normal(3.3, 0.2, n), rng.uniform(0.2, 3.0, n)
+    m = np.asarray(get_seds(np.asarray(models)[idx].astype(float), av=av, rv=rv)) + 5 * np.log10(d)[:, None]
+    flux = 10 ** (-0.4 * m)
+    err = rng.uniform(0.02, 0.03, flux.shape) * flux
+    flux = flux + err * rng.normal(size=flux.shape)
+    pe = rng.uniform(0.05, 0.1, n)
+    plx = 1 / d + pe * rng.normal(size=n)
+    coords = np.column_stack([rng.uniform(0, 360, n), rng.uniform(-60, 60, n)])
+    return flux, err, np.ones_like(flux, bool), plx, pe, coords
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--nstars-jax", type=int, default=256)
+    ap.add_argument("--nstars-brutus", type=int, default=16)
+    ap.add_argument("--bands", type=int, default=8, choices=(4, 8))
+    ap.add_argument("--batch-size", type=int, default=16)
+    args = ap.parse_args()
+
+    import h5py
+    import jax
+
+    from brutus_jax.analysis import BruteForce
+    from brutus_jax.analysis.bruteforce import _stage1, _stage2
+    from brutus_jax.core import StarGrid
+    from brutus_jax.data import build_grid, load_models
+
+    print(env())
+    filters = (["PS_g", "PS_r", "PS_i", "PS_z", "PS_y", "2MASS_J", "2MASS_H", "2MASS_Ks"] if args.bands == 8
+               else ["Gaia_G_EDR3", "Gaia_BP_EDR3", "Gaia_RP_EDR3", "2MASS_Ks"])
+    mini = np.round(np.arange(0.3, 2.3 + 1e-9, 0.025), 4)
+    path = build_grid("default", mini_grid=mini, verbose=True)
+    models, labels, mask = load_models(path, filters=filters, verbose=False)
+    print(f"grid: {models.shape[0]:,} models x {len(filters)} bands ({', '.join(filters)})")
+    flux, err, msk, plx, pe, coords = simulate(models, args.nstars_jax, seed=1)
+    grid = StarGrid(models, labels, mask, verbose=False)
+    bf = BruteForce(grid, verbose=False)
+    kw = dict(parallax=plx, parallax_err=pe, data_coords=coords, rstate=7, verbose=False, overwrite=True,
+              batch_size=args.batch_size)
+    with tempfile.TemporaryDirectory() as tmp:
+        B = args.batch_size
+        t0 = time.perf_counter()
+        bf.fit(flux[:B], err[:B], msk[:B], np.arange(B), f"{tmp}/warm.h5", **{**kw, "parallax": plx[:B],
+               "parallax_err": pe[:B], "data_coords": coords[:B]})
+        t_warm = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        out = bf.fit(flux, err, msk, np.arange(len(flux)), f"{tmp}/jax.h5", **kw)
+        t_jax = time.perf_counter() - t0
+        with h5py.File(out) as f:
+            ok = np.mean(f["obj_status"][()] == 1)
+        print(f"brutus_jax fit: {len(flux)} stars in {t_jax:.2f} s -> {1e3 * t_jax / len(flux):.1f} ms/star, "
+              f"{len(flux) / t_jax:.1f} stars/s (batch {B}; first batch incl. compilation {t_warm:.1f} s; "
+              f"{ok:.0%} ok; compiled stage1 x{_stage1._cache_size()}, stage2 x{_stage2._cache_size()})")
+        # stage timings on one batch
+        times = {"loglike (stage 1)": [], "logpost+draws (stage 2)": []}
+        from brutus_jax.analysis.bruteforce import _bucket
+        from brutus_jax.analysis.fit_inputs import prepare_inputs  # noqa: F401
+
+        jax_ms = 1e3 * t_jax / len(flux)
+
+        try:
+            import brutus.analysis
+            import brutus.core
+            import numpy.lib.recfunctions as rfn
+        except ImportError:
+            print("astro-brutus not installed: no side-by-side comparison")
+            return
+        names = [n for n in labels.dtype.names if mask[n][0]]
+        params = [n for n in labels.dtype.names if not mask[n][0]]
+        bg = brutus.core.StarGrid(np.asarray(models), rfn.repack_fields(labels[names]),
+                                  rfn.repack_fields(labels[params]), filters=filters, verbose=False)
+        bb = brutus.analysis.BruteForce(bg, verbose=False)
+        bb.models_labels = labels  # v0.8 semantics, as brutus_jax
+        nb = args.nstars_brutus
+        bkw = dict(parallax=plx[:nb], parallax_err=pe[:nb], data_coords=coords[:nb], verbose=False)
+        bb.fit(flux[:2], err[:2], msk[:2], np.arange(2), f"{tmp}/bwarm.h5", rstate=np.random.RandomState(0),
+               **{**bkw, "parallax": plx[:2], "parallax_err": pe[:2], "data_coords": coords[:2]})  # numba warm-up
+        per = []
+        for i in range(nb):
+            t0 = time.perf_counter()
+            bb.fit(flux[i:i + 1], err[i:i + 1], msk[i:i + 1], np.arange(1), f"{tmp}/b{i}.h5",
+                   rstate=np.random.RandomState(i), parallax=plx[i:i + 1], parallax_err=pe[i:i + 1],
+                   data_coords=coords[i:i + 1], verbose=False)
+            per.append(time.perf_counter() - t0)
+        b_ms = 1e3 * statistics.median(per)
+        print(f"astro-brutus fit: median {b_ms:.0f} ms/star (min {1e3 * min(per):.0f}, max {1e3 * max(per):.0f}) "
+              f"over {nb} stars, NUMBA_NUM_THREADS={os.environ.get('NUMBA_NUM_THREADS', 'default')}")
+        print(f"speed-up (brutus median per star / brutus_jax per star): {b_ms / jax_ms:.1f}x")
+        del times
+
+
+if __name__ == "__main__":
+    sys.exit(main())
