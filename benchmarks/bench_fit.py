@@ -6,10 +6,10 @@ Grid: the MIST grid extended to 0.3-2.3 Msun (>= 600k models; built once and
 cached).  Stars: drawn from grid models with A_V in [0, 2], R_V ~ N(3.3, 0.2),
 d in [0.2, 3] kpc, 2-3 % flux errors, 0.05-0.1 mas parallax errors, random
 Galactic positions.  Settings: brutus defaults (Nmc_prior=50, Ndraws=250,
-Galactic prior on).  Reports per-star time of loglike, logpost and fit for
-both codes (median of stars after warm-up; jit compilation reported
-separately), the ratio, and how brutus_jax's cost scales with the number of
-models and stars.
+Galactic prior on).  Reports the per-star time of the whole fit for both
+codes (brutus: median over stars after numba warm-up; brutus_jax: a batched
+run after a compiled warm-up batch, compilation reported separately) and
+the ratio.
 """
 
 import argparse
@@ -56,7 +56,6 @@ def main():
     args = ap.parse_args()
 
     import h5py
-    import jax
 
     from brutus_jax.analysis import BruteForce
     from brutus_jax.analysis.bruteforce import _stage1, _stage2
@@ -89,11 +88,6 @@ def main():
         print(f"brutus_jax fit: {len(flux)} stars in {t_jax:.2f} s -> {1e3 * t_jax / len(flux):.1f} ms/star, "
               f"{len(flux) / t_jax:.1f} stars/s (batch {B}; first batch incl. compilation {t_warm:.1f} s; "
               f"{ok:.0%} ok; compiled stage1 x{_stage1._cache_size()}, stage2 x{_stage2._cache_size()})")
-        # stage timings on one batch
-        times = {"loglike (stage 1)": [], "logpost+draws (stage 2)": []}
-        from brutus_jax.analysis.bruteforce import _bucket
-        from brutus_jax.analysis.fit_inputs import prepare_inputs  # noqa: F401
-
         jax_ms = 1e3 * t_jax / len(flux)
 
         try:
@@ -124,7 +118,6 @@ def main():
         print(f"astro-brutus fit: median {b_ms:.0f} ms/star (min {1e3 * min(per):.0f}, max {1e3 * max(per):.0f}) "
               f"over {nb} stars, NUMBA_NUM_THREADS={os.environ.get('NUMBA_NUM_THREADS', 'default')}")
         print(f"speed-up (brutus median per star / brutus_jax per star): {b_ms / jax_ms:.1f}x")
-        del times
 
 
 if __name__ == "__main__":
