@@ -1,7 +1,8 @@
 """Statistical inference (brutus.analysis).
 
-``BruteForce`` (issue #3) and the population likelihood (issue #4) are not
-implemented yet; importing them works, using them raises NotImplementedError.
+``BruteForce`` fits individual stars (see ``bruteforce``).  The population
+likelihood (issue #4) is not implemented yet; importing it works, calling it
+raises NotImplementedError.
 """
 
 from ..core._pending import isochrone_population_loglike  # noqa: F401

@@ -27,12 +27,6 @@ class StellarPop:
     __init__ = _pending("core.StellarPop", 4, "differentiable stellar populations")
 
 
-class BruteForce:
-    """Grid fitter for individual stars (pending: issue #3)."""
-
-    __init__ = _pending("analysis.BruteForce", 3, "the JAX BruteForce fitter")
-
-
 def isochrone_population_loglike(*args, **kwargs):
     """Population log-likelihood (pending: issue #4)."""
     raise NotImplementedError(
