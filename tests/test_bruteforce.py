@@ -336,3 +336,37 @@ def test_dust_map_prior_tightens_av(synth, tmp_path):
     err_map = np.abs(np.median(with_map["samps_red"], axis=1) - av)
     assert np.median(w_map) < 0.5 * np.median(w_none), (w_map, w_none)
     assert np.median(err_map) < 0.1, err_map
+
+
+def test_parallax_preselection_uses_marginal_scale_error():
+    """brutus 1.2.0 audit finding: the parallax pre-selection prior must use the MARGINAL
+    error of the scale (sqrt of the (0,0) element of the inverse Fisher matrix), not the
+    conditional one (1/sqrt(I00)), which is far too small when s and A_V are correlated."""
+    from brutus_jax.analysis.bruteforce import _marginal_scale_err
+
+    rng = np.random.default_rng(0)
+    sd = rng.uniform(0.1, 2.0, size=(50, 3))
+    rho = rng.uniform(0.9, 0.99, size=50)  # strong scale - A_V correlation
+    corr = np.tile(np.eye(3), (50, 1, 1))
+    corr[:, 0, 1] = corr[:, 1, 0] = rho
+    cov = corr * sd[:, :, None] * sd[:, None, :]
+    icov = np.linalg.inv(cov)
+    marg = np.sqrt(cov[:, 0, 0])
+    got = np.asarray(_marginal_scale_err(jax.numpy.asarray(icov)))
+    np.testing.assert_allclose(got, marg, rtol=1e-10)
+    assert np.all(got > 1.5 / np.sqrt(icov[:, 0, 0]))  # differs from the conditional error
+
+
+def test_skycoord_jax_key_and_buffered_io(synth, tmp_path, jax_fit):
+    """data_coords as an astropy SkyCoord, rstate as a JAX key, running_io=False: same results."""
+    from astropy.coordinates import SkyCoord
+
+    models, *_, grid = synth
+    kw, _ = simulate(models, 4, seed=15)
+    bf = BruteForce(grid, verbose=False)
+    a = read(bf.fit(save_file=tmp_path / "a.h5", rstate=jax.random.key(3), verbose=False, batch_size=8, **kw))
+    sky = SkyCoord(l=kw["data_coords"][:, 0], b=kw["data_coords"][:, 1], unit="deg", frame="galactic")
+    b = read(bf.fit(save_file=tmp_path / "b.h5", rstate=jax.random.key(3), verbose=False, batch_size=8,
+                    running_io=False, **{**kw, "data_coords": sky.icrs}))
+    for name in ("samps_dist", "samps_red", "obj_log_evid", "model_idx"):
+        np.testing.assert_allclose(a[name], b[name], rtol=1e-5, atol=1e-6, err_msg=name)
