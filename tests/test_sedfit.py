@@ -330,11 +330,14 @@ def test_float32_matches_float64(coeffs, stars, fit_default):
         lnl64 = np.asarray(fit_default.lnl[i])
         keep = lnl64 > lnl64.max() - 10.0
         keep &= np.asarray(got.flux_stage[i]) & np.asarray(fit_default.flux_stage[i])
-        # measured max deviations on these stars: lnl 3e-3, A_V 2e-4, R_V 2e-3, s 2e-4 rel
-        np.testing.assert_allclose(np.asarray(got.lnl[i])[keep], lnl64[keep], rtol=0, atol=0.02)
-        np.testing.assert_allclose(np.asarray(got.av[i])[keep], np.asarray(fit_default.av[i])[keep], atol=2e-3)
-        np.testing.assert_allclose(np.asarray(got.rv[i])[keep], np.asarray(fit_default.rv[i])[keep], atol=1e-2)
-        np.testing.assert_allclose(np.asarray(got.scale[i])[keep], np.asarray(fit_default.scale[i])[keep], rtol=2e-3)
+        # measured max deviations (3 seeds x 8 stars): lnl 5.7e-4, chi2 1.2e-3,
+        # A_V 7.6e-6, R_V 4.5e-6 (absolute), s 7.6e-6 (relative); ~10x margin
+        np.testing.assert_allclose(np.asarray(got.lnl[i])[keep], lnl64[keep], rtol=0, atol=5e-3)
+        np.testing.assert_allclose(np.asarray(got.chi2[i])[keep], np.asarray(fit_default.chi2[i])[keep], atol=1e-2)
+        np.testing.assert_allclose(np.asarray(got.av[i])[keep], np.asarray(fit_default.av[i])[keep], atol=1e-4)
+        np.testing.assert_allclose(np.asarray(got.rv[i])[keep], np.asarray(fit_default.rv[i])[keep], atol=1e-4)
+        np.testing.assert_allclose(np.asarray(got.scale[i])[keep], np.asarray(fit_default.scale[i])[keep], rtol=1e-4)
+    np.testing.assert_array_equal(np.asarray(got.ndim), np.asarray(fit_default.ndim))
 
 
 @pytest.fixture(scope="module")
