@@ -341,44 +341,52 @@ def test_float32_matches_float64(coeffs, stars, fit_default):
 
 
 @pytest.fixture(scope="module")
-def counted_single():
-    """jit(fit_star) for one star, with a trace counter."""
+def counted_vmap():
+    """jit(vmap(fit_star)) over stars, with a trace counter."""
     count = {"n": 0}
 
     def f(*args):
         count["n"] += 1
-        return fit_star(*args)
+        return jax.vmap(fit_star, in_axes=(None, 0, 0, 0, 0, 0))(*args)
 
     return jax.jit(f), count
 
 
-def test_vmap_equals_loop(grid, stars, fit_default, counted_single):
+def _assert_same(a, b):
+    for name, x in a._asdict().items():
+        x, y = np.asarray(x), np.asarray(getattr(b, name))
+        if name == "icov":  # off-diagonal entries can be ~0 by cancellation
+            d = np.sqrt(np.einsum("...ii->...i", y))
+            x, y = x / (d[..., :, None] * d[..., None, :]), y / (d[..., :, None] * d[..., None, :])
+            np.testing.assert_allclose(x, y, rtol=0, atol=1e-12, err_msg=name)
+        else:
+            np.testing.assert_allclose(x, y, rtol=1e-12, atol=0, err_msg=name)
+
+
+def test_vmap_equals_loop(grid, stars, fit_default, counted_vmap):
+    """jax.vmap over the 8 stars == a Python loop of jit(fit_star) == fit_stars (lax.map batches)."""
     flux, err, mask, plx, plx_err, _ = stars
-    one, _ = counted_single
+    vmapped, _ = counted_vmap
+    batch = vmapped(grid, flux, err, mask, plx, plx_err)
+    one = jax.jit(fit_star)
     for i in range(NSTAR):
         single = one(grid, flux[i], err[i], mask[i], plx[i], plx_err[i])
-        for name, x in single._asdict().items():
-            x, y = np.asarray(x), np.asarray(getattr(fit_default, name)[i])
-            if name == "icov":  # off-diagonal entries can be ~0 by cancellation
-                d = np.sqrt(np.einsum("nii->ni", y))
-                x, y = x / (d[:, :, None] * d[:, None, :]), y / (d[:, :, None] * d[:, None, :])
-                np.testing.assert_allclose(x, y, rtol=0, atol=1e-12, err_msg=name)
-            else:
-                np.testing.assert_allclose(x, y, rtol=1e-12, atol=0, err_msg=name)
+        _assert_same(single, jax.tree_util.tree_map(lambda x: x[i], batch))
+    _assert_same(batch, fit_default)
 
 
-def test_no_retrace_for_new_stars_or_option_values(grid, coeffs, fit_default, counted_single):
+def test_no_retrace_for_new_stars_or_option_values(grid, coeffs, fit_default, counted_vmap):
     """Same shapes -> one compiled kernel, whatever the stars or option values."""
     jitted = sedfit._fit_stars_jit
     rng = np.random.default_rng(7)
     n0 = jitted._cache_size()
     assert n0 >= 1  # fit_default compiled this shape
-    one, count = counted_single
+    vmapped, count = counted_vmap
     for trial in range(3):
         flux, err, mask, plx, plx_err, _ = _simulate(coeffs, rng, NSTAR)
         out = fit_stars(grid, flux, err, mask, plx, plx_err, ltol=0.03 + 0.01 * trial, max_iter_mag=50 + trial)
         jax.block_until_ready(out)
-        jax.block_until_ready(one(grid, flux[trial], err[trial], mask[trial], plx[trial], plx_err[trial]))
+        jax.block_until_ready(vmapped(grid, flux, err, mask, plx, plx_err))
     # None options are turned into values before the compiled call
     none_opts = dict(av_gauss=None, rv_gauss=None, init_thresh=None, model_mask=None, dim_prior=False)
     jax.block_until_ready(fit_stars(grid, flux, err, mask, plx, plx_err, **none_opts))
