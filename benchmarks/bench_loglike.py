@@ -11,11 +11,15 @@ sigma 0.1 mas).  Reports, per star:
 * astro-brutus 1.2.0 ``BruteForce.loglike_grid(..., return_vals=True)``
   (float64, numba; one star at a time as brutus's ``fit`` does), median over
   ``--brutus-stars`` stars after a warm-up call;
-* ``brutus_jax.kernels.sedfit.fit_stars`` (jit(vmap(fit_star))) on batches of
-  ``--nstar`` stars, float32 and/or float64: compile time, then the median
-  (min, max) over ``--repeats`` calls of the batch divided by the batch size,
-  each call timed to ``jax.block_until_ready``;
-* a single-star ``jit(fit_star)`` call for reference;
+* ``brutus_jax.kernels.sedfit.fit_stars`` with ``batch_size=None``
+  (jit(vmap(fit_star)) over all ``--nstar`` stars), float32 and/or float64:
+  compile time, then the median (min, max) over ``--repeats`` calls divided
+  by the number of stars, each call timed to ``jax.block_until_ready``;
+* the same stars with ``batch_size`` 1 and 4 (``--batch-sizes``; stars
+  vectorised together inside the compiled call, ``lax.map`` over chunks) and
+  one star per ``jit(fit_star)`` call: on a CPU the intermediates of a large
+  vectorised batch (~20 arrays of Nstar x Nmodel) fall out of cache, so
+  small chunks are faster per star;
 * the agreement of the float64 JAX result with brutus on the first star.
 
 Set ``NUMBA_NUM_THREADS`` (brutus) and ``XLA_FLAGS`` as wanted before running;
@@ -87,6 +91,7 @@ def main():
     ap.add_argument("--grid", default="36,64,56", help="n_mini,n_eep,n_feh of make_synthetic_grid")
     ap.add_argument("--dtype", default="both", choices=["float32", "float64", "both"])
     ap.add_argument("--brutus-stars", type=int, default=12)
+    ap.add_argument("--batch-sizes", default="1,4", help="fit_stars batch_size values timed besides None")
     args = ap.parse_args()
 
     from brutus_jax.data.synthetic import make_synthetic_grid
@@ -128,29 +133,37 @@ def main():
 
     # ---- brutus_jax ------------------------------------------------------
     dtypes = ["float32", "float64"] if args.dtype == "both" else [args.dtype]
+    sizes = [None] + [int(x) for x in args.batch_sizes.split(",") if x]
     for dt in dtypes:
         grid = to_band_major(coeffs, dt)
         f, e, p, pe = (np.asarray(x, dt) for x in (flux, err, plx, plx_err))
-        t0 = time.perf_counter()
-        out = jax.block_until_ready(fit_stars(grid, f, e, mask, p, pe))
-        t_first = time.perf_counter() - t0
-        ts = []
-        for _ in range(args.repeats):
+        for bs in sizes:
+            label = f"batch_size={bs}" + (" (jax.vmap of all)" if bs is None else " (lax.map chunks)")
             t0 = time.perf_counter()
-            out = jax.block_until_ready(fit_stars(grid, f, e, mask, p, pe))
-            ts.append(time.perf_counter() - t0)
+            out = jax.block_until_ready(fit_stars(grid, f, e, mask, p, pe, batch_size=bs))
+            t_first = time.perf_counter() - t0
+            ts = []
+            for _ in range(args.repeats):
+                t0 = time.perf_counter()
+                o = jax.block_until_ready(fit_stars(grid, f, e, mask, p, pe, batch_size=bs))
+                ts.append(time.perf_counter() - t0)
+            if bs is None:
+                out = o
+            print(f"brutus_jax fit_stars ({dt}, {args.nstar} stars, {label}): per star {fmt(ts, args.nstar)}; "
+                  f"first call (compile + run) {t_first:.2f} s")  # fmt: skip
         it_m, it_f = np.asarray(out.n_iter_mag), np.asarray(out.n_iter_flux)
-        print(f"brutus_jax fit_stars ({dt}), batch of {args.nstar}: first call (compile + run) {t_first:.2f} s; "
-              f"per star {fmt(ts, args.nstar)}; iterations mag {it_m.min()}-{it_m.max()}, "
-              f"flux {it_f.min()}-{it_f.max()}, all converged {bool(np.all(out.converged))}")  # fmt: skip
+        print(f"  iterations: magnitude stage {it_m.min()}-{it_m.max()}, flux stage {it_f.min()}-{it_f.max()}, "
+              f"all converged {bool(np.all(out.converged))}")  # fmt: skip
         one = jax.jit(fit_star)
         jax.block_until_ready(one(grid, f[0], e[0], mask[0], p[0], pe[0]))
         ts1 = []
         for _ in range(args.repeats):
             t0 = time.perf_counter()
-            jax.block_until_ready(one(grid, f[0], e[0], mask[0], p[0], pe[0]))
+            for i in range(args.nstar):
+                o = one(grid, f[i], e[i], mask[i], p[i], pe[i])
+            jax.block_until_ready(o)
             ts1.append(time.perf_counter() - t0)
-        print(f"brutus_jax jit(fit_star) ({dt}), one star per call: {fmt(ts1)}")
+        print(f"brutus_jax jit(fit_star) ({dt}), one star per call: per star {fmt(ts1, args.nstar)}")
         if ref0 is not None and dt == "float64":
             lnl = ref0[0]
             keep = lnl > lnl.max() - 10.0

@@ -280,7 +280,8 @@ def test_noiseless_converges_to_map(coeffs, grid):
             mf = s * 10.0 ** (-0.4 * (c[:, 0] + av * (c[:, 1] + rv * c[:, 2])))
             return np.sum((flux[i] - mf) ** 2 / err[i] ** 2) + (rv - 3.32) ** 2 / 0.18**2
 
-        ref = scipy_optimize.minimize(obj, t, method="Nelder-Mead", options=dict(xatol=1e-12, fatol=1e-15, maxiter=20000))
+        opts = dict(xatol=1e-12, fatol=1e-15, maxiter=20000)
+        ref = scipy_optimize.minimize(obj, t, method="Nelder-Mead", options=opts)
         fit = np.array([got.scale[i, k], got.av[i, k], got.rv[i, k]])
         np.testing.assert_allclose(fit[:2], ref.x[:2], rtol=1e-5)
         np.testing.assert_allclose(fit[2], ref.x[2], atol=1e-3)

@@ -4,9 +4,9 @@ This is the optimiser inside brutus's ``BruteForce.loglike_grid`` (astro-brutus
 1.2.0) as pure JAX kernels: for ONE star it fits, for EVERY model of the grid,
 the scale factor ``s = 1/d_kpc^2``, the extinction ``A_V`` and the curve shape
 ``R_V``, and returns the per-model log-likelihood, chi-square, best-fit values
-and the 3x3 precision (Fisher) matrix in ``(s, A_V, R_V)``.  It is written to be
-``jax.vmap``-ed over stars (`fit_stars` does this, jitted) and compiled once per
-``(Nmodel, Nfilt)`` shape and dtype.
+and the 3x3 precision (Fisher) matrix in ``(s, A_V, R_V)``.  `fit_star` is
+written to be ``jax.vmap``-ed over stars; `fit_stars` is the jitted batch
+version (one compile per ``(Nstar, Nfilt, Nmodel)`` shape and dtype).
 
 Forward model (brutus conventions): per model and band the magnitude at 1 kpc
 is ``m = m0 + A_V (a + b R_V)`` and the flux ``f = exp(c m)`` with
@@ -66,12 +66,26 @@ Deviations from brutus 1.2.0 (all documented in `fit_star`)
   and crashes on an empty selection).
 * The magnitude-stage residuals are recomputed from the coefficients at every
   iteration instead of being updated in place (identical up to rounding).
+* Models outside the flux-stage selection are frozen at their magnitude-stage
+  ``(A_V, R_V)`` inside the (static-shape) flux loop, and ONE final scale /
+  Fisher evaluation serves all models; brutus evaluates the two sets
+  separately.  Same numbers (the evaluation depends on ``(A_V, R_V)`` only).
+* brutus's ``indices`` (fit a subset of models) is ``model_mask``; its
+  ``av_init``/``rv_init`` (never used by ``BruteForce.fit``) are not offered.
 
-Layout: the grid is band-major (`BandMajorGrid`, ``(Nfilt, Nmodel)`` per
-coefficient) and every band loop is an unrolled Python loop (Nfilt is static),
-so each iteration is one elementwise pass over the models; the 3x3 algebra is
-closed form.  The dtype of the computation is ``result_type(grid, flux, err)``
-(float32 grid + float32 data stay float32); all constants are Python floats.
+Layout and performance
+----------------------
+The grid is band-major (`BandMajorGrid`, ``(Nfilt, Nmodel)`` per coefficient)
+and every band loop is an unrolled Python loop (Nfilt is static), so the work
+is elementwise over models; the 3x3 algebra is closed form (no
+``jnp.linalg``).  XLA:CPU has no multi-output fusion, so a cheap chain with
+several consumers is re-evaluated in each of them; `_materialise` forces the
+shared ones (band weights, chi-squares, precision entries) into buffers.
+Cost per star and iteration is a few elementwise passes (7 exponentials per
+model and flux step); the magnitude stage takes ~2 iterations and the flux
+stage 2 with the default R_V prior (up to ~55 / 15 with a flat R_V prior on
+the test stars).  The dtype of the computation is ``result_type(grid, flux,
+err)`` (float32 grid + float32 data stay float32); constants are Python floats.
 """
 
 from __future__ import annotations
@@ -96,11 +110,12 @@ __all__ = [
     "DEFAULT_MAX_ITER_FLUX",
 ]
 
-#: Iteration cap of the magnitude stage.  brutus has none; its magnitude stage
-#: converges in 2-6 iterations on the tests' stars, so the cap only stops
-#: pathological stars from holding a vmapped batch.
+#: Iteration cap of the magnitude stage.  brutus has none; with the default
+#: R_V prior it stops after 1-2 iterations on the test stars, after up to ~55
+#: with a flat R_V prior, so the cap only stops pathological stars from
+#: holding a vmapped batch (a vmapped while_loop runs until its slowest star).
 DEFAULT_MAX_ITER_MAG = 100
-#: Iteration cap of the flux stage (brutus: none; typically 2-10 steps).
+#: Iteration cap of the flux stage (brutus: none; 2-15 steps on the test stars).
 DEFAULT_MAX_ITER_FLUX = 100
 
 #: brutus's floor on the scale factor (MIN_SCALE).
@@ -207,7 +222,8 @@ def _materialise(x, one):
     consumers (e.g. a chi-square feeding a maximum, a selection and the loop
     carry) is re-evaluated inside every consumer.  A floating-point divide by
     a value the compiler cannot fold counts as "expensive", so the chain is
-    computed once into a buffer instead (measured ~25-30 % of an iteration).
+    computed once into a buffer instead (this halved the per-model operation
+    count of a flux-stage iteration in the compiled HLO).
     """
     return x / one
 
@@ -217,24 +233,28 @@ def _masked_max(x, keep):
     return jnp.max(jnp.where(keep & (x == x), x, -jnp.inf))
 
 
-class _SedMLE(NamedTuple):
-    """Everything brutus's ``_get_sed_mle`` provides, as per-model sums."""
+class _ScaleFit(NamedTuple):
+    """Per-model results of `_scale_fit` (brutus's ``_get_sed_mle``)."""
 
     scale: jax.Array
     chi2: jax.Array
-    # flux-stage step terms: sum R~ r w, sum R~^2 w, sum D~ r w, sum D~^2 w
-    ga: jax.Array
-    ha: jax.Array
-    gr: jax.Array
-    hr: jax.Array
+    # flux-stage step terms, with R~ = s df/dA_V, D~ = s c f b, r = F - s f:
+    grad_av: jax.Array  # sum R~ r w
+    curv_av: jax.Array  # sum R~^2 w
+    grad_rv: jax.Array  # sum D~ r w
+    curv_rv: jax.Array  # sum D~^2 w
 
 
-def _sed_mle(grid, flux, w, av, rv, with_icov, av_ivar, rv_ivar, one):
+def _scale_fit(grid, flux, w, av, rv, with_icov, av_ivar, rv_ivar, one):
     """Linear-LS scale, residual chi-square and Fisher terms at (A_V, R_V).
 
-    ``flux``/``w`` are tuples of per-band scalars (data flux, inverse variance,
-    0 for unused bands); ``av``/``rv`` are (Nmodel,).  Returns `_SedMLE` and,
-    with ``with_icov``, the 6 distinct entries of the precision matrix.
+    brutus's ``_get_sed_mle``: ``s = sum f F w / sum f^2 w`` (floored at
+    1e-20), ``chi2 = sum (F - s f)^2 w`` and the Gauss-Newton Fisher matrix of
+    the flux chi-square in ``(s, A_V, R_V)`` plus the A_V / R_V prior
+    precisions.  ``flux``/``w`` are tuples of per-band scalars (data flux,
+    inverse variance, 0 for unused bands); ``av``/``rv`` are (Nmodel,).
+    Returns `_ScaleFit` and, with ``with_icov``, the 6 distinct entries
+    ``(I_ss, I_sA, I_sR, I_AA, I_RR, I_AR)`` of the precision matrix.
     """
     nf = len(flux)
     f, g, h = [], [], []
@@ -271,7 +291,7 @@ def _sed_mle(grid, flux, w, av, rv, with_icov, av_ivar, rv_ivar, one):
             sfg = sfg + f[j] * gsw  # s f g w
             sfh = sfh + f[j] * hsw  # s f h w
             sgh = sgh + gs * hsw  # s^2 g h w
-    mle = _SedMLE(scale, _materialise(chi2, one), ga, ha, gr, hr)
+    mle = _ScaleFit(scale, _materialise(chi2, one), ga, ha, gr, hr)
     if not with_icov:
         return mle
     i00 = sff
@@ -287,7 +307,7 @@ def _icov_matrix(entries, one):
     """(Nmodel, 3, 3) symmetric matrices from their six distinct entries."""
     # Each entry is materialised first: otherwise XLA:CPU fuses every entry's
     # producer chain into the interleaving concatenate, which then runs
-    # branchy and unvectorised (measured ~4x slower than the whole fit step);
+    # branchy and unvectorised (profiled: ~30 % of a single-star call);
     # stacking on a leading axis + transpose instead costs a slow strided copy.
     i00, i01, i02, i11, i22, i12 = (_materialise(x, one) for x in entries)
     m = jnp.stack([i00, i01, i02, i01, i11, i12, i02, i12, i22], axis=-1)
@@ -427,7 +447,7 @@ def fit_star(
 
     # Materialise the per-band values: unbatched, XLA:CPU otherwise re-derives
     # every band weight from (flux, err, mask) inside each per-model loop
-    # (measured 5x slower single-star calls).
+    # (measured 1.5x slower single-star calls).
     fl, w, mag, wmag = (_materialise(x, one) for x in (fl, w, mag, wmag))
     F = tuple(fl[j] for j in range(nfilt))
     W = tuple(w[j] for j in range(nfilt))
@@ -501,7 +521,7 @@ def fit_star(
     av_m, rv_m, n_mag, err_mag = lax.while_loop(
         mag_cond, mag_body, (av0, rv0, jnp.asarray(0, jnp.int32), cast(jnp.inf))
     )
-    mle_m = _sed_mle(grid, F, W, av_m, rv_m, False, av_ivar, rv_ivar, one)
+    mle_m = _scale_fit(grid, F, W, av_m, rv_m, False, av_ivar, rv_ivar, one)
     lnl_m = -0.5 * mle_m.chi2
 
     # ---- selection -------------------------------------------------------
@@ -515,7 +535,7 @@ def fit_star(
 
     # ---- flux stage ------------------------------------------------------
     # Models outside the selection have step size 0, i.e. they stay frozen at
-    # their magnitude-stage (A_V, R_V); one final `_sed_mle` at the frozen or
+    # their magnitude-stage (A_V, R_V); one final `_scale_fit` at the frozen or
     # flux-stage point then gives every model's outputs (it is a function of
     # (A_V, R_V) only, so this equals brutus's write-back of the two stages).
     def flux_cond(state):
@@ -524,11 +544,11 @@ def fit_star(
 
     def flux_body(state):
         av, rv, step, lnl_old, mle, it, _ = state
-        dav = step * ((av_mean - av) * av_ivar + mle.ga) / (av_ivar + mle.ha)
-        drv = step * ((rv_mean - rv) * rv_ivar + mle.gr) / (rv_ivar + mle.hr)
+        dav = step * ((av_mean - av) * av_ivar + mle.grad_av) / (av_ivar + mle.curv_av)
+        drv = step * ((rv_mean - rv) * rv_ivar + mle.grad_rv) / (rv_ivar + mle.curv_rv)
         av = av + jnp.where(active, jnp.clip(dav, av_min - av, av_max - av), 0.0)
         rv = rv + jnp.where(active, jnp.clip(drv, rv_min - rv, rv_max - rv), 0.0)
-        mle = _sed_mle(grid, F, W, av, rv, False, av_ivar, rv_ivar, one)
+        mle = _scale_fit(grid, F, W, av, rv, False, av_ivar, rv_ivar, one)
         lnl_new = -0.5 * mle.chi2
         best = _masked_max(lnl_new, active)
         near = active & (lnl_new > best + ln_subthresh)
@@ -546,7 +566,7 @@ def fit_star(
         cast(jnp.inf),
     )
     av, rv, _, _, _, n_flux, lerr = lax.while_loop(flux_cond, flux_body, state0)
-    mle, icov = _sed_mle(grid, F, W, av, rv, True, av_ivar, rv_ivar, one)
+    mle, icov = _scale_fit(grid, F, W, av, rv, True, av_ivar, rv_ivar, one)
     chi2 = mle.chi2
     scale = mle.scale
     icov = _icov_matrix(icov, one)
