@@ -54,10 +54,17 @@ def _marginal_scale_err(icov):
     return jnp.where(ok_m, marg, jnp.where(ok_c, cond, 1e10))
 
 
-@functools.partial(jax.jit, static_argnames=("wt_thresh", "cdf_thresh", "dim_prior", "no_init_thresh"))
+def _chunk():
+    """Stars vmapped together inside stage 1: small chunks stay in cache on CPU
+    (measured in benchmarks/bench_loglike.py), whole batches on accelerators."""
+    return 4 if jax.default_backend() == "cpu" else None
+
+
+@functools.partial(jax.jit, static_argnames=("wt_thresh", "cdf_thresh", "dim_prior", "no_init_thresh", "chunk"))
 def _stage1(grid, lnprior, flux, err, mask, plx, plxe, avlim, av_gauss, rvlim, rv_gauss, ltol, ltol_subthresh,
-            init_thresh, *, wt_thresh, cdf_thresh, dim_prior, no_init_thresh):
-    def one(f, e, m, p, pe):
+            init_thresh, *, wt_thresh, cdf_thresh, dim_prior, no_init_thresh, chunk=None):
+    def one(args):
+        f, e, m, p, pe = args
         fit = fit_star(grid, f, e, m, p, pe, avlim=avlim, av_gauss=av_gauss, rvlim=rvlim, rv_gauss=rv_gauss,
                        dim_prior=dim_prior, ltol=ltol, ltol_subthresh=ltol_subthresh,
                        init_thresh=None if no_init_thresh else init_thresh)
@@ -73,7 +80,10 @@ def _stage1(grid, lnprior, flux, err, mask, plx, plxe, avlim, av_gauss, rvlim, r
         nbands = fit.ndim + has_plx.astype(fit.ndim.dtype)
         return fit, base, lnprob_sel, sel, jnp.sum(sel), chi2min, nbands
 
-    return jax.vmap(one)(flux, err, mask, plx, plxe)
+    xs = (flux, err, mask, plx, plxe)
+    if chunk is None or chunk >= flux.shape[0]:
+        return jax.vmap(one)(xs)
+    return jax.lax.map(one, xs, batch_size=chunk)
 
 
 @functools.partial(jax.jit, static_argnames=("K", "nmc", "ndraws", "mode", "use_gal", "use_dust", "gal_kwargs"))
@@ -110,6 +120,9 @@ def _stage2(keys, sel, lnprob_sel, base, scale, av, rv, icov, feh, loga, plx, pl
         )
 
     return jax.lax.map(one, (keys, sel, lnprob_sel, base, scale, av, rv, icov, plx, plxe, coords, dust_mu, dust_sd))
+
+
+_fit_star_jit = jax.jit(fit_star, static_argnames=("dim_prior", "init_thresh"))
 
 
 def _as_key(rstate):
@@ -200,7 +213,7 @@ class BruteForce:
         dt = self.dtype
         p = np.nan if parallax is None else float(parallax)
         pe = np.nan if parallax_err is None else float(parallax_err)
-        fit = jax.jit(fit_star, static_argnames=("dim_prior",))(
+        fit = _fit_star_jit(
             grid, jnp.asarray(data, dt), jnp.asarray(data_err, dt), jnp.asarray(data_mask, bool),
             jnp.asarray(p, dt), jnp.asarray(pe, dt), avlim=avlim, av_gauss=av_gauss or (0.0, 1e6), rvlim=rvlim,
             rv_gauss=rv_gauss or (3.32, 1e6), dim_prior=bool(dim_prior), ltol=ltol, ltol_subthresh=ltol_subthresh,
@@ -371,7 +384,8 @@ class BruteForce:
             s1 = _stage1(grid, lnprior, f(inp.flux[pad]), f(inp.err[pad]), jnp.asarray(inp.mask[pad]),
                          f(inp.plx[pad]), f(inp.plxe[pad]), *opts, wt_thresh=st["wt_thresh"],
                          cdf_thresh=st["cdf_thresh"] if st["wt_thresh"] is None else None,
-                         dim_prior=bool(st["logl_dim_prior"]), no_init_thresh=st["logl_initthresh"] is None)
+                         dim_prior=bool(st["logl_dim_prior"]), no_init_thresh=st["logl_initthresh"] is None,
+                         chunk=_chunk())
             fit, base, lsel, sel, nsel, chi2min, nbands = s1
             K = _bucket(int(np.max(np.asarray(nsel))), st["max_models"])
             keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(jnp.asarray(pad))
