@@ -170,8 +170,11 @@ def test_bad_arguments_name_the_argument(synth, tmp_path):
         (dict(parallax_err=None), "parallax_err"),
         (dict(avlim=(2.0, 1.0)), "avlim"),
         (dict(dustfile=str(tmp_path / "missing.h5")), "dustfile"),
-        (dict(data_coords=None), "data_coords"),
+        (dict(data_coords=None, dustfile=str(tmp_path / "missing.h5")), "dustfile"),
         (dict(subsample_mode="random"), "subsample_mode"),
+        (dict(data_coords=np.zeros((2, 2))), "data_coords"),
+        (dict(phot_offsets=np.ones(3)), "phot_offsets"),
+        (dict(data_labels=np.arange(5)), "data_labels"),
     ]
     for change, name in cases:
         with pytest.raises(ValueError, match=name):
@@ -370,3 +373,28 @@ def test_skycoord_jax_key_and_buffered_io(synth, tmp_path, jax_fit):
                     running_io=False, **{**kw, "data_coords": sky.icrs}))
     for name in ("samps_dist", "samps_red", "obj_log_evid", "model_idx"):
         np.testing.assert_allclose(a[name], b[name], rtol=1e-5, atol=1e-6, err_msg=name)
+
+
+@pytest.mark.mist
+def test_seed_typical_usage_runs_unchanged(tmp_path):
+    """The seed document's field-star example, with brutus -> brutus_jax, on a 5-band MIST grid
+    named grid_mist_v9.h5 (the example loads every band of that file and has 5 magnitudes)."""
+    from brutus_jax.data import build_grid
+
+    seed = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "reference", "seed-brutus-analysis.txt")
+    if not os.path.exists(seed):
+        pytest.skip("seed document not present")
+    text = open(seed).read()
+    start = text.index("from brutus.analysis import BruteForce")
+    end = text.index('print(f"Extinction:', start)
+    lines = text[start:text.index("\n", end)].replace("brutus.", "brutus_jax.").splitlines()
+    # the seed is a scraped web page that lost the indentation of the final `with` block
+    w = next(i for i, line in enumerate(lines) if line.startswith("with "))
+    code = "\n".join(lines[:w + 1] + ["    " + line for line in lines[w + 1:]])
+    build_grid("small", filters=["PS_g", "PS_r", "PS_i", "PS_z", "PS_y"], output_file=tmp_path / "grid_mist_v9.h5",
+               verbose=False)
+    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    dist = float(proc.stdout.split("Distance:")[1].split("pc")[0])
+    assert 330 < dist < 480  # parallax 2.5 +- 0.1 mas
+    assert "Extinction:" in proc.stdout

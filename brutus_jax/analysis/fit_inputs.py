@@ -9,6 +9,7 @@ flagged in the output, never fitted and never allowed to stop the batch.
 from __future__ import annotations
 
 import os
+import warnings
 from typing import NamedTuple
 
 import numpy as np
@@ -121,8 +122,12 @@ def prepare_inputs(fitter, data, data_err, data_mask, data_labels, phot_offsets,
         raise ValueError("lndustprior: custom callables are not supported; pass dustfile= for the 3-D dust prior")
     if data_coords is None:
         if use_gal:
-            raise ValueError("data_coords: Galactic (l, b) coordinates are required by the default Galactic "
-                             "prior (pass lngalprior=False to fit without it)")
+            # brutus 1.2's fit() raises here while its logpost_grid silently skips the prior
+            # (ALGORITHMS.md gotcha 6); we skip it and say so, so brutus's own example runs.
+            warnings.warn("data_coords not given: fitting without the Galactic prior (pass Galactic (l, b) "
+                          "in degrees to use it, or lngalprior=False to silence this warning)", UserWarning,
+                          stacklevel=3)
+            use_gal = False
         if dustfile is not None:
             raise ValueError("data_coords: required when dustfile is given")
         coords = np.zeros((ndata, 2))
