@@ -1,17 +1,19 @@
 """BruteForce: every model of a grid against a batch of stars, in two jitted stages.
 
-Stage 1 (`_stage1`, vmapped over a batch of B stars): the per-model
+Stage 1 (`_stage1`, a batch of B stars, vmapped in chunks): the per-model
 (scale, A_V, R_V) fit (`kernels.sedfit.fit_star`), the static prior, the
 parallax pre-selection prior and the selection mask.  Stage 2 (`_stage2`,
-`lax.map` over the batch): the selected models gathered into a static bucket
-of K slots (`kernels.selection`), Monte-Carlo integration of the Galactic /
-dust / parallax priors and the posterior draws (`kernels.posterior`).
+one call per star on the device-resident stage-1 batch): the star's
+selected models gathered into a static bucket of K slots
+(`kernels.selection`; K = a power of 4 >= its selection size, at most
+``max_models``), Monte-Carlo integration of the Galactic / dust / parallax
+priors and the posterior draws (`kernels.posterior`).
 
-Shapes are static: B is fixed for a run (the last batch is padded), K is a
-power of two (or ``max_models``), so a run compiles each stage once per K
-bucket, never per star.  Randomness: star ``i`` uses
-``fold_in(key, i)``, so results do not depend on batching and a resumed run
-reproduces an uninterrupted one.
+Shapes are static: B is fixed for a run (the last batch is padded) and K
+takes at most ~6 values, so a run compiles stage 1 once and stage 2 once per
+K bucket, never per star.  Randomness: star ``i`` uses ``fold_in(key, i)``
+and its K depends on that star alone, so results do not depend on batching
+and a resumed run reproduces an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -87,39 +89,42 @@ def _stage1(grid, lnprior, flux, err, mask, plx, plxe, avlim, av_gauss, rvlim, r
 
 
 @functools.partial(jax.jit, static_argnames=("K", "nmc", "ndraws", "mode", "use_gal", "use_dust", "gal_kwargs"))
-def _stage2(keys, sel, lnprob_sel, base, scale, av, rv, icov, feh, loga, plx, plxe, coords, dust_d, dust_mu,
+def _stage2(i, key, sel, lnprob_sel, base, scale, av, rv, icov, feh, loga, plx, plxe, coords, dust_d, dust_mu,
             dust_sd, avlim, rvlim, dust_avlim, shrink, *, K, nmc, ndraws, mode, use_gal, use_dust, gal_kwargs):
+    """Stage 2 for star ``i`` of a stage-1 batch (traced index: one compile per K bucket).
+
+    K depends only on this star's own selection size, so its draws (keyed by
+    the star's own PRNG key) do not depend on batching.
+    """
     gkw = dict(gal_kwargs)
+    sel_i, lsel_i, base_i = sel[i], lnprob_sel[i], base[i]
+    s_i, a_i, r_i, ic_i = scale[i], av[i], rv[i], icov[i]
+    p_i, pe_i, lb_i, mu_i, sd_i = plx[i], plxe[i], coords[i], dust_mu[i], dust_sd[i]
+    k_sel, k_mc, k_draw = jax.random.split(key, 3)
+    idx, valid = gather_selected(k_sel, sel_i, lsel_i, K, mode)
+    feh_k = None if feh is None else feh[idx][:, None]
+    loga_k = None if loga is None else loga[idx][:, None]
 
-    def one(args):
-        key, sel_i, lsel_i, base_i, s_i, a_i, r_i, ic_i, p_i, pe_i, lb_i, mu_i, sd_i = args
-        k_sel, k_mc, k_draw = jax.random.split(key, 3)
-        idx, valid = gather_selected(k_sel, sel_i, lsel_i, K, mode)
-        feh_k = None if feh is None else feh[idx][:, None]
-        loga_k = None if loga is None else loga[idx][:, None]
+    def extra(d, a, r):
+        out = logp_parallax(1.0 / d, p_i, pe_i)
+        if use_gal:
+            out = out + logp_galactic_structure(d, (lb_i[0], lb_i[1]), feh=feh_k, loga=loga_k, **gkw)
+        if use_dust:
+            out = out + logp_extinction(a, dust_d, mu_i, sd_i, d, avlim=dust_avlim)
+        return jnp.broadcast_to(out, d.shape)
 
-        def extra(d, a, r):
-            out = logp_parallax(1.0 / d, p_i, pe_i)
-            if use_gal:
-                out = out + logp_galactic_structure(d, (lb_i[0], lb_i[1]), feh=feh_k, loga=loga_k, **gkw)
-            if use_dust:
-                out = out + logp_extinction(a, dust_d, mu_i, sd_i, d, avlim=dust_avlim)
-            return jnp.broadcast_to(out, d.shape)
-
-        mc = mc_integrate(k_mc, valid, base_i[idx], s_i[idx], a_i[idx], r_i[idx], ic_i[idx], extra, nmc=nmc,
-                          avlim=avlim, rvlim=rvlim, precision_shrinkage=shrink, model_ids=idx)
-        log_evid, di, dj = draw_posterior(k_draw, valid, mc, ndraws)
-        rows = idx[di]
-        return dict(
-            model_idx=rows.astype(jnp.int32),
-            ml_scale=s_i[rows], ml_av=a_i[rows], ml_rv=r_i[rows],
-            ml_cov_sar=inverse3(ic_i[rows], regularize=True),
-            obj_log_post=mc.lnp[di], obj_log_evid=log_evid, mc_ess=mc.mc_ess[di],
-            samps_dist=mc.dist[di, dj], samps_red=mc.av[di, dj], samps_dred=mc.rv[di, dj],
-            samps_logp=mc.lnp_mc[di, dj],
-        )
-
-    return jax.lax.map(one, (keys, sel, lnprob_sel, base, scale, av, rv, icov, plx, plxe, coords, dust_mu, dust_sd))
+    mc = mc_integrate(k_mc, valid, base_i[idx], s_i[idx], a_i[idx], r_i[idx], ic_i[idx], extra, nmc=nmc,
+                      avlim=avlim, rvlim=rvlim, precision_shrinkage=shrink)
+    log_evid, di, dj = draw_posterior(k_draw, valid, mc, ndraws)
+    rows = idx[di]
+    return dict(
+        model_idx=rows.astype(jnp.int32),
+        ml_scale=s_i[rows], ml_av=a_i[rows], ml_rv=r_i[rows],
+        ml_cov_sar=inverse3(ic_i[rows], regularize=True),
+        obj_log_post=mc.lnp[di], obj_log_evid=log_evid, mc_ess=mc.mc_ess[di],
+        samps_dist=mc.dist[di, dj], samps_red=mc.av[di, dj], samps_dred=mc.rv[di, dj],
+        samps_logp=mc.lnp_mc[di, dj],
+    )
 
 
 _fit_star_jit = jax.jit(fit_star, static_argnames=("dim_prior", "init_thresh"))
@@ -387,16 +392,17 @@ class BruteForce:
                          dim_prior=bool(st["logl_dim_prior"]), no_init_thresh=st["logl_initthresh"] is None,
                          chunk=_chunk())
             fit, base, lsel, sel, nsel, chi2min, nbands = s1
-            K = _bucket(int(np.max(np.asarray(nsel))), st["max_models"])
-            keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(jnp.asarray(pad))
-            res = _stage2(keys, sel, lsel, base, fit.scale, fit.av, fit.rv, fit.icov, feh_j, loga_j,
-                          f(inp.plx[pad]), f(inp.plxe[pad]), f(inp.coords[pad]), f(inp.dust_d),
-                          f(inp.dust_mu[pad]), f(inp.dust_sd[pad]), opts[0], opts[2], f(inp.dust_avlim),
-                          f(st["precision_shrinkage"]), K=K, nmc=int(st["Nmc_prior"]), ndraws=int(st["Ndraws"]),
-                          mode=st["subsample_mode"], use_gal=inp.use_gal, use_dust=inp.use_dust,
-                          gal_kwargs=gal_kwargs)
+            nsel_h = np.asarray(nsel)
+            args2 = (sel, lsel, base, fit.scale, fit.av, fit.rv, fit.icov, feh_j, loga_j, f(inp.plx[pad]),
+                     f(inp.plxe[pad]), f(inp.coords[pad]), f(inp.dust_d), f(inp.dust_mu[pad]), f(inp.dust_sd[pad]),
+                     opts[0], opts[2], f(inp.dust_avlim), f(st["precision_shrinkage"]))
+            static = dict(nmc=int(st["Nmc_prior"]), ndraws=int(st["Ndraws"]), mode=st["subsample_mode"],
+                          use_gal=inp.use_gal, use_dust=inp.use_dust, gal_kwargs=gal_kwargs)
+            per_star = [_stage2(j, jax.random.fold_in(key, int(pad[j])), *args2,
+                                K=_bucket(int(nsel_h[j]), st["max_models"]), **static)
+                        for j in range(rows.size)]
+            res = {k: np.stack([np.asarray(r[k]) for r in per_star]) for k in per_star[0]}
             n = rows.size
-            res = {k: np.asarray(v)[:n] for k, v in res.items()}
             if not st["save_dar_draws"]:
                 for k in ("samps_dist", "samps_red", "samps_dred", "samps_logp"):
                     res.pop(k)
