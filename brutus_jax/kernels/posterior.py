@@ -100,13 +100,15 @@ def mc_integrate(key, valid, lnprob_base, scale, av, rv, icov, extra_lnprior, *,
     d, a, r = laplace_draws(key, scale, av, rv, icov, nmc, avlim, rvlim, precision_shrinkage, model_ids)
     lnp_mc = lnprob_base[:, None] + jnp.log(d) + extra_lnprior(d, a, r)
     lnp_mc = jnp.where(valid[:, None] & ~jnp.isnan(lnp_mc), lnp_mc, -jnp.inf)
-    lnp = jax.nn.logsumexp(lnp_mc, axis=1) - jnp.log(float(nmc))
-    lnp = jnp.where(jnp.isfinite(lnp), lnp, -jnp.inf)
+    # one pass of exponentials serves the log-mean-exp and the ESS
     mx = jnp.max(lnp_mc, axis=1, keepdims=True)
-    w = jnp.exp(lnp_mc - jnp.where(jnp.isfinite(mx), mx, 0.0))
-    sw = jnp.sum(w, axis=1, keepdims=True)
-    w = w / jnp.where(sw > 0, sw, 1.0)
-    ess = jnp.where(sw[:, 0] > 0, 1.0 / jnp.maximum(jnp.sum(w * w, axis=1), 1e-300), 0.0)
+    mx = jnp.where(jnp.isfinite(mx), mx, 0.0)
+    w = jnp.exp(lnp_mc - mx)
+    sw = jnp.sum(w, axis=1)
+    sw2 = jnp.sum(w * w, axis=1)
+    pos = sw > 0
+    lnp = jnp.where(pos, mx[:, 0] + jnp.log(jnp.where(pos, sw, 1.0)) - jnp.log(float(nmc)), -jnp.inf)
+    ess = jnp.where(pos, sw * sw / jnp.where(sw2 > 0, sw2, 1.0), 0.0)
     return MCIntegral(d, a, r, lnp_mc, lnp, ess)
 
 
