@@ -5,8 +5,8 @@ Stage 1 (`_stage1`, a batch of B stars, vmapped in chunks): the per-model
 parallax pre-selection prior and the selection mask.  Stage 2 (`_stage2`,
 one call per star on the device-resident stage-1 batch): the star's
 selected models gathered into a static bucket of K slots
-(`kernels.selection`; K = a power of 4 >= its selection size, at most
-``max_models``), Monte-Carlo integration of the Galactic / dust / parallax
+(`kernels.selection`; K = the next of 256, 1024, 4096, 8192, ... above its
+selection size, at most ``max_models``), Monte-Carlo integration of the Galactic / dust / parallax
 priors and the posterior draws (`kernels.posterior`).
 
 Shapes are static: B is fixed for a run (the last batch is padded) and K
@@ -149,11 +149,12 @@ def _as_key(rstate):
 
 
 def _bucket(n, cap, minimum=256):
-    """Static number of model slots K for a batch whose largest selection is n:
-    powers of 4 from ``minimum`` (few distinct shapes, few compiles), at most ``cap``."""
+    """Static number of model slots K for a star whose selection has n models:
+    256, 1024, 4096, then powers of two (padding costs MC work in proportion to K,
+    compiles are few), at most ``cap``."""
     k = minimum
     while k < n:
-        k *= 4
+        k *= 4 if k < 4096 else 2
     return int(min(k, cap))
 
 
