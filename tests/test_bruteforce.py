@@ -398,3 +398,18 @@ def test_seed_typical_usage_runs_unchanged(tmp_path):
     dist = float(proc.stdout.split("Distance:")[1].split("pc")[0])
     assert 330 < dist < 480  # parallax 2.5 +- 0.1 mas
     assert "Extinction:" in proc.stdout
+
+
+def test_resume_without_explicit_seed(synth, tmp_path):
+    """rstate=None: the drawn seed is stored, and re-running the same call resumes with it."""
+    models, *_, grid = synth
+    kw, _ = simulate(models, 4, seed=16)
+    bf = BruteForce(grid, verbose=False)
+    path = bf.fit(save_file=tmp_path / "r.h5", verbose=False, batch_size=8, **kw)
+    first = read(path)
+    with h5py.File(path, "r+") as f:  # pretend the run stopped before the last two stars
+        f["obj_status"][2:] = 0
+    bf.fit(save_file=path, verbose=False, batch_size=8, **kw)
+    again = read(path)
+    for name in first:
+        np.testing.assert_array_equal(first[name], again[name], err_msg=name)

@@ -341,9 +341,14 @@ class BruteForce:
                         save_dar_draws=save_dar_draws, max_models=max_models,
                         precision_shrinkage=precision_shrinkage, subsample_mode=subsample_mode, R_solar=R_solar,
                         Z_solar=Z_solar, nmodels=self.nmodels, dtype=str(jnp.dtype(self.dtype)))
-        fkey = fingerprint(inp.flux, inp.err, inp.mask, inp.plx, inp.plxe, inp.coords, lnp_static, **settings)
+        # rstate=None draws a fresh seed; it is left out of the fingerprint and read back from the
+        # file on resume, so re-running the same call continues the same fit
+        key_settings = {k: v for k, v in settings.items() if not (k == "seed" and rstate is None)}
+        fkey = fingerprint(inp.flux, inp.err, inp.mask, inp.plx, inp.plxe, inp.coords, lnp_static, **key_settings)
         attrs = {"brutus_jax_seed": -1 if seed is None else seed, "brutus_jax_settings": repr(settings)}
         out = FitOutput(save_file, inp.labels, Ndraws, save_dar_draws, fkey, overwrite=overwrite, attrs=attrs)
+        if out.resumed and rstate is None:
+            key, seed = _as_key(int(out.attrs["brutus_jax_seed"]))
         try:
             self._run(out, inp, key, lnp_static, feh, loga, settings, av_gauss, rv_gauss, mem_lim, batch_size,
                       running_io, verbose and self.verbose)

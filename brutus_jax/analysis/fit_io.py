@@ -106,6 +106,10 @@ class FitOutput:
             os.replace(tmp, path)
         self._f = h5py.File(path, "r+")
 
+    @property
+    def attrs(self):
+        return self._f.attrs
+
     def done(self):
         """(Ndata,) bool: rows already written (status != pending)."""
         return self._f["obj_status"][:] != STATUS["pending"]
