@@ -7,6 +7,7 @@ forward model ``m = m0 + A_V (a + b R_V)``.
 
 from .stargrid import StarGrid  # noqa: F401
 from ..kernels.seds import get_seds  # noqa: F401
-from ._pending import Isochrone, StellarPop  # noqa: F401
+from .isochrone import Isochrone  # noqa: F401
+from .stellarpop import StellarPop  # noqa: F401
 
 __all__ = ["StarGrid", "get_seds", "Isochrone", "StellarPop"]

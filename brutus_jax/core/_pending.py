@@ -15,18 +15,6 @@ def _pending(name, issue, what):
     return __init__
 
 
-class Isochrone:
-    """MIST isochrone interpolator (pending: differentiable populations, issue #4)."""
-
-    __init__ = _pending("core.Isochrone", 4, "differentiable stellar populations")
-
-
-class StellarPop:
-    """Stellar population SEDs with binaries (pending: issue #4)."""
-
-    __init__ = _pending("core.StellarPop", 4, "differentiable stellar populations")
-
-
 def isochrone_population_loglike(*args, **kwargs):
     """Population log-likelihood (pending: issue #4)."""
     raise NotImplementedError(

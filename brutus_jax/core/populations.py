@@ -1,3 +1,6 @@
-"""brutus.core.populations (pending: issue #4)."""
+"""brutus.core.populations: ``Isochrone`` and ``StellarPop`` (see ``isochrone``, ``stellarpop``)."""
 
-from ._pending import Isochrone, StellarPop  # noqa: F401
+from .isochrone import Isochrone  # noqa: F401
+from .stellarpop import StellarPop  # noqa: F401
+
+__all__ = ["Isochrone", "StellarPop"]

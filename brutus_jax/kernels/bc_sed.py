@@ -1,0 +1,159 @@
+"""Magnitudes of stars from bolometric corrections: pure JAX kernels.
+
+Two SED back ends, both ``m = Mbol - BC + 5 log10(d / 10 pc)`` with
+``Mbol = 4.74 - 2.5 log10(L / Lsun)`` (brutus's convention; the lachesis MIST
+``Mbol`` column equals it to 1e-6 mag):
+
+* :func:`bc_table_mags` -- the MIST/C3K BC table (astroLACHESIS), multilinear
+  in ([Fe/H]_surf, A_V, log Teff, logg) and clamped to the table (as
+  ``brutus_jax.data.bolometric.BCTable`` and the grid builder), at R_V = 3.1,
+  plus the grid's R_V term ``A_V b (R_V - 3.1)`` with ``b = rel k31 + b_abs``
+  interpolated in (feh, log Teff, logg) exactly as ``data/build.py`` computes
+  its ``b`` coefficient per model.
+* :func:`nn_mags` -- brutus's per-band MLP (``nn_c3k.h5`` format):
+  ``BC = W3 s(W2 s(W1 x^ + b1) + b2) + b3``, ``s`` the logistic function,
+  ``x^ = (x - xmin)/(xmax - xmin)``, ``x = [Teff [K], logg, feh_surf, afe, A_V, R_V]``;
+  rows outside ``[xmin, xmax]`` (or non-finite) are flagged not ok (brutus: NaN).
+
+Outputs are finite everywhere (invalid rows get whatever the clamped
+evaluation gives; use ``ok``), so masked sums keep NaN-free gradients.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+__all__ = ["BCSEDTable", "NNWeights", "bc_table_mags", "nn_mags", "MBOL_SUN"]
+
+#: bolometric magnitude of the Sun used by brutus (and the lachesis Mbol column)
+MBOL_SUN = 4.74
+_LN10 = math.log(10.0)
+
+
+class BCSEDTable(NamedTuple):
+    """BC lattice and R_V-slope tables (pytree).
+
+    feh, av, logt, logg : ascending axes ([dex], [mag], log10 K, log10 cgs).
+    bc : (n_feh, n_av, n_logt, n_logg, n_band) bolometric corrections at R_V = 3.1.
+    k31 : (n_feh, n_logt, n_logg, n_band) dm/dA_V at R_V = 3.1 (grid's weighted line).
+    rel : (n_feh, n_logt, n_logg, n_band) relative R_V slope (b = rel * k31 + b_abs).
+    b_abs : same shape, absolute R_V slope for bands without a filter curve.
+    """
+
+    feh: jax.Array
+    av: jax.Array
+    logt: jax.Array
+    logg: jax.Array
+    bc: jax.Array
+    k31: jax.Array
+    rel: jax.Array
+    b_abs: jax.Array
+
+
+class NNWeights(NamedTuple):
+    """brutus FastNN weights stacked over bands (pytree).
+
+    w1 (nb, h1, 6), b1 (nb, h1), w2 (nb, h2, h1), b2 (nb, h2), w3 (nb, h2),
+    b3 (nb,), xmin, xmax (6,).
+    """
+
+    w1: jax.Array
+    b1: jax.Array
+    w2: jax.Array
+    b2: jax.Array
+    w3: jax.Array
+    b3: jax.Array
+    xmin: jax.Array
+    xmax: jax.Array
+
+
+def _clamped_bracket(nodes, x):
+    """Index i and fraction t of x clamped to [nodes[0], nodes[-1]]."""
+    n = nodes.shape[0]
+    xc = jnp.clip(x, nodes[0], nodes[-1])
+    i = jnp.clip(jnp.searchsorted(nodes, xc, side="right") - 1, 0, n - 2)
+    t = (xc - nodes[i]) / (nodes[i + 1] - nodes[i])
+    return i, t
+
+
+def _lerp_corners(cube, idx, ts):
+    """Multilinear interpolation of ``cube`` (axes..., nb) at per-point indices.
+
+    idx, ts : lists (one per leading axis) of arrays shaped like the points.
+    Returns (..., nb).
+    """
+    k = len(idx)
+    out = 0.0
+    for corner in range(2 ** k):
+        bits = [(corner >> (k - 1 - a)) & 1 for a in range(k)]
+        w = 1.0
+        for a, bit in enumerate(bits):
+            w = w * (ts[a] if bit else 1.0 - ts[a])
+        vals = cube[tuple(i + bit for i, bit in zip(idx, bits))]
+        out = out + w[..., None] * vals
+    return out
+
+
+def bc_table_mags(table, logt, logg, feh, logl, av, rv, dist):
+    """Apparent magnitudes from the BC table.
+
+    Parameters
+    ----------
+    table : BCSEDTable
+    logt, logg, feh, logl : arrays (...) -- log10 Teff [K], log10 g [cgs],
+        surface [Fe/H] [dex], log10 L/Lsun.
+    av : A_V [mag]; rv : R_V; dist : distance [pc] (scalars or broadcastable).
+
+    Returns
+    -------
+    mags : (..., n_band).
+    """
+    dtype = table.bc.dtype
+    logt, logg, feh, logl = (jnp.asarray(x, dtype) for x in (logt, logg, feh, logl))
+    logt, logg, feh, logl = jnp.broadcast_arrays(logt, logg, feh, logl)
+    av = jnp.asarray(av, dtype)
+    rv = jnp.asarray(rv, dtype)
+    dist = jnp.asarray(dist, dtype)
+    i_f, t_f = _clamped_bracket(table.feh, feh)
+    i_t, t_t = _clamped_bracket(table.logt, logt)
+    i_g, t_g = _clamped_bracket(table.logg, logg)
+    avb = jnp.broadcast_to(av, logt.shape)
+    i_a, t_a = _clamped_bracket(table.av, avb)
+    bc = _lerp_corners(table.bc, [i_f, i_a, i_t, i_g], [t_f, t_a, t_t, t_g])
+    k31 = _lerp_corners(table.k31, [i_f, i_t, i_g], [t_f, t_t, t_g])
+    rel = _lerp_corners(table.rel, [i_f, i_t, i_g], [t_f, t_t, t_g])
+    babs = _lerp_corners(table.b_abs, [i_f, i_t, i_g], [t_f, t_t, t_g])
+    b = rel * k31 + babs
+    mu = 5.0 * jnp.log10(dist) - 5.0
+    return (MBOL_SUN - 2.5 * logl)[..., None] - bc + (av * (rv - 3.1))[..., None] * b + mu
+
+
+def nn_mags(weights, logt, logg, feh, afe, logl, av, rv, dist):
+    """Apparent magnitudes from brutus's FastNN (per-band MLP).
+
+    Parameters as :func:`bc_table_mags` plus ``afe`` ([alpha/Fe] surface).
+
+    Returns
+    -------
+    mags : (..., n_band) finite; ok : (...) bool (inputs finite and inside
+        ``[xmin, xmax]``, brutus's ``sed_batch`` rule).
+    """
+    dtype = weights.w1.dtype
+    logt, logg, feh, afe, logl = jnp.broadcast_arrays(*(jnp.asarray(x, dtype) for x in (logt, logg, feh, afe, logl)))
+    av = jnp.broadcast_to(jnp.asarray(av, dtype), logt.shape)
+    rv = jnp.broadcast_to(jnp.asarray(rv, dtype), logt.shape)
+    dist = jnp.asarray(dist, dtype)
+    x = jnp.stack([10.0 ** logt, logg, feh, afe, av, rv], axis=-1)
+    ok = jnp.all(jnp.isfinite(x) & (x >= weights.xmin) & (x <= weights.xmax), axis=-1)
+    xs = jnp.where(ok[..., None], x, weights.xmin)
+    xn = (xs - weights.xmin) / (weights.xmax - weights.xmin)
+    a1 = jax.nn.sigmoid(jnp.einsum("bhi,...i->...bh", weights.w1, xn) + weights.b1)
+    a2 = jax.nn.sigmoid(jnp.einsum("bkh,...bh->...bk", weights.w2, a1) + weights.b2)
+    bc = jnp.einsum("bk,...bk->...b", weights.w3, a2) + weights.b3
+    logl = jnp.where(ok, logl, 0.0)
+    mu = 5.0 * jnp.log10(dist) - 5.0
+    return (MBOL_SUN - 2.5 * logl)[..., None] - bc + mu, ok
