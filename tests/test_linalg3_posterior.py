@@ -82,3 +82,31 @@ def test_integrate_lognormal_analytic():
     p = np.exp(expect[:3] - np.logaddexp.reduce(expect[:3]))
     assert np.all(np.abs(frac - p) < 4 * np.sqrt(p * (1 - p) / 500) + 0.01)
     assert np.all(np.asarray(post.mc_ess)[:3] > 0.5 * nmc)
+
+
+def test_standard_normals_distribution_and_streams():
+    """Counter-hash normals: N(0,1) moments and KS, independent streams per key
+    and per model offset, and a model's stream independent of its slot."""
+    from scipy import stats
+
+    from brutus_jax.kernels.posterior import standard_normals
+
+    z = np.asarray(standard_normals(jax.random.key(7), (400, 3, 250), jnp.float64)).ravel()
+    n = z.size
+    assert abs(z.mean()) < 5 / np.sqrt(n)
+    assert abs(z.std() - 1) < 5 * np.sqrt(0.5 / n)
+    assert abs(stats.skew(z)) < 5 * np.sqrt(6 / n) and abs(stats.kurtosis(z)) < 5 * np.sqrt(24 / n)
+    assert stats.kstest(z, "norm").pvalue > 1e-3
+    # lag-1 serial correlation and correlation between two keys: consistent with 0
+    assert abs(np.corrcoef(z[:-1], z[1:])[0, 1]) < 5 / np.sqrt(n)
+    z2 = np.asarray(standard_normals(jax.random.key(8), (400, 3, 250), jnp.float64)).ravel()
+    assert abs(np.corrcoef(z, z2)[0, 1]) < 5 / np.sqrt(n)
+    # with offsets (model ids) a row's normals depend only on its id
+    ids = jnp.array([5, 17, 2])
+    a = np.asarray(standard_normals(jax.random.key(1), (3, 3, 10), jnp.float64, ids))
+    b = np.asarray(standard_normals(jax.random.key(1), (2, 3, 10), jnp.float64, ids[::-1][:2]))
+    np.testing.assert_array_equal(a[2], b[0])
+    np.testing.assert_array_equal(a[1], b[1])
+    assert not np.allclose(a[0], a[1])
+    f32 = np.asarray(standard_normals(jax.random.key(1), (3, 3, 10), jnp.float32, ids))
+    np.testing.assert_allclose(f32, a, rtol=1e-5, atol=1e-5)

@@ -431,3 +431,37 @@ def test_ps1_luminosity_function_kernel_and_host(rng, monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None)
     with pytest.raises(FileNotFoundError, match="astro-brutus"):
         face.logp_ps1_luminosity_function(Mr)
+
+
+@pytest.mark.parametrize("with_feh,with_age", [(True, True), (True, False), (False, True), (False, False)])
+def test_galactic_factored_equals_full(with_feh, with_age):
+    """The per-model/per-distance factorisation used in the MC integration equals
+    the full three-component prior (membership weights telescope)."""
+    from brutus_jax.kernels.galactic import galactic_prior_of_distance
+
+    rng = np.random.default_rng(3)
+    K, n = 120, 25
+    feh = rng.uniform(-2.5, 0.6, K) if with_feh else None
+    loga = rng.uniform(7.0, 10.2, K) if with_age else None
+    if with_age:
+        loga[:3] = 10.18  # older than 13.8 Gyr: -inf
+    d = np.exp(rng.uniform(np.log(1e-3), np.log(1e3), (K, n)))
+    for ell, b in [(10.0, 5.0), (200.0, -60.0), (0.0, 90.0)]:
+        ref = np.asarray(galactic.logp_galactic_structure(d, (ell, b), feh=None if feh is None else feh[:, None],
+                                                 loga=None if loga is None else loga[:, None], R_solar=8.0,
+                                                 Z_solar=0.02))
+        new = np.asarray(galactic_prior_of_distance(feh, loga, ell, b, R_solar=8.0, Z_solar=0.02)(d))
+        fin = np.isfinite(ref)
+        np.testing.assert_array_equal(np.isfinite(new), fin)
+        np.testing.assert_allclose(new[fin], ref[fin], rtol=1e-12, atol=1e-10)
+        assert np.all(new[~fin] == -np.inf)
+        if with_age:
+            assert 0 < fin.mean() < 1  # both finite and excluded (too old) models were exercised
+
+
+def test_galactic_params_rejects_unknown():
+    from brutus_jax.kernels.galactic import galactic_params
+
+    with pytest.raises(ValueError, match="R_sun"):
+        galactic_params(R_sun=8.0)
+    assert galactic_params(R_solar=8.3)["R_solar"] == 8.3

@@ -29,7 +29,8 @@ import numpy as np
 
 from ..kernels.linalg3 import inverse3
 from ..kernels.posterior import draw_posterior, mc_integrate
-from ..kernels.priors import logp_extinction, logp_galactic_structure, logp_parallax, logp_parallax_scale
+from ..kernels.galactic import galactic_prior_of_distance
+from ..kernels.priors import logp_extinction, logp_parallax, logp_parallax_scale
 from ..kernels.sedfit import fit_star, to_band_major
 from ..kernels.selection import gather_selected, select_mask
 from .fit_io import STATUS, FitOutput, fingerprint
@@ -102,13 +103,14 @@ def _stage2(i, key, sel, lnprob_sel, base, scale, av, rv, icov, feh, loga, plx, 
     p_i, pe_i, lb_i, mu_i, sd_i = plx[i], plxe[i], coords[i], dust_mu[i], dust_sd[i]
     k_sel, k_mc, k_draw = jax.random.split(key, 3)
     idx, valid = gather_selected(k_sel, sel_i, lsel_i, K, mode)
-    feh_k = None if feh is None else feh[idx][:, None]
-    loga_k = None if loga is None else loga[idx][:, None]
+    if use_gal:
+        gal = galactic_prior_of_distance(None if feh is None else feh[idx], None if loga is None else loga[idx],
+                                         lb_i[0], lb_i[1], **gkw)
 
     def extra(d, a, r):
         out = logp_parallax(1.0 / d, p_i, pe_i)
         if use_gal:
-            out = out + logp_galactic_structure(d, (lb_i[0], lb_i[1]), feh=feh_k, loga=loga_k, **gkw)
+            out = out + gal(d)
         if use_dust:
             out = out + logp_extinction(a, dust_d, mu_i, sd_i, d, avlim=dust_avlim)
         return jnp.broadcast_to(out, d.shape)
@@ -276,13 +278,15 @@ class BruteForce:
         k_sel, k_mc = jax.random.split(key)
         idx, valid = gather_selected(k_sel, sel, lsel, K, subsample_mode)
         coord = (0.0, 0.0) if coord is None else tuple(float(c) for c in np.ravel(coord)[:2])
-        fk = None if feh is None else jnp.asarray(feh, dt)[idx][:, None]
-        lk = None if loga is None else jnp.asarray(loga, dt)[idx][:, None]
+        if use_gal:
+            gal = galactic_prior_of_distance(None if feh is None else jnp.asarray(feh, dt)[idx],
+                                             None if loga is None else jnp.asarray(loga, dt)[idx],
+                                             coord[0], coord[1], R_solar=float(R_solar), Z_solar=float(Z_solar))
 
         def extra(d, a, r):
             out = logp_parallax(1.0 / d, p, pe) if has_plx else jnp.zeros_like(d)
             if use_gal:
-                out = out + logp_galactic_structure(d, coord, feh=fk, loga=lk, R_solar=R_solar, Z_solar=Z_solar)
+                out = out + gal(d)
             if use_dust:
                 out = out + logp_extinction(a, jnp.asarray(dust_d, dt), jnp.asarray(mu, dt), jnp.asarray(sd, dt),
                                             d)
