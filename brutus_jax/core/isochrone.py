@@ -96,6 +96,19 @@ def read_mist_lachesis(path, max_eep=None):
     return axes, values, list(names) + ["feh_surf", "afe_surf"]
 
 
+def _dense_table(axes, values):
+    valid = np.all(np.isfinite(values), axis=-1)
+    filled = np.where(valid[..., None], values, 0.0)
+    return IsochroneTable(axes["feh"], axes["afe"], axes["loga"], axes["eep"], filled, valid)
+
+
+@functools.lru_cache(maxsize=2)
+def _lachesis_table(path, max_eep):
+    """Host table and a shared per-dtype device cache for the default MIST file."""
+    axes, values, _ = read_mist_lachesis(path, max_eep)
+    return _dense_table(axes, values), {}
+
+
 class Isochrone:
     """Isochrone interpolator with brutus's API (``brutus.core.Isochrone``).
 
@@ -143,10 +156,10 @@ class Isochrone:
         self._corr_cols = (tuple(self.pred_labels.index(n) for n in need)
                            if all(n in self.pred_labels for n in need) else None)
         self.feh_u, self.afe_u, self.loga_u, self.eep_u = (axes[k] for k in ("feh", "afe", "loga", "eep"))
-        valid = np.all(np.isfinite(values), axis=-1)
-        filled = np.where(valid[..., None], values, 0.0)
-        self._table_np = IsochroneTable(self.feh_u, self.afe_u, self.loga_u, self.eep_u, filled, valid)
-        self._tables = {}
+        if mistfile is None:
+            self._table_np, self._tables = _lachesis_table(self.mistfile, max_eep)
+        else:
+            self._table_np, self._tables = _dense_table(axes, values), {}
         if verbose:
             sys.stderr.write("done!\n")
 

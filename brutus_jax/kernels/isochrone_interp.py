@@ -142,23 +142,21 @@ def isochrone_on_nodes(table, feh, afe, loga, method="cubic"):
     afe = jnp.asarray(afe, dtype)
     loga = jnp.asarray(loga, dtype)
 
-    # afe: linear (single node -> exact match within the padding)
-    n_afe = table.afe.shape[0]
-    if n_afe == 1:
-        va = table.values[:, 0]
-        oka = table.valid[:, 0]
-        afe_in = jnp.abs(afe - table.afe[0]) <= _AFE_PAD
-    else:
-        ia, ta, afe_in = bracket(table.afe, afe)
-        va = (1 - ta) * table.values[:, ia] + ta * table.values[:, ia + 1]
-        oka = table.valid[:, ia] & table.valid[:, ia + 1]
-
     jf, tf, feh_in = bracket(table.feh, feh)
     jl, tl, loga_in = bracket(table.loga, loga)
     fidx, fx, fex = _four(table.feh, jf)
     lidx, lx, lex = _four(table.loga, jl)
-    p = va[fidx][:, lidx]  # (4, 4, n_eep, n_pred)
-    ok = oka[fidx][:, lidx] & fex[:, None, None] & lex[None, :, None]  # (4, 4, n_eep)
+    fi, li = fidx[:, None], lidx[None, :]
+    # afe: linear (single node -> exact match within brutus's padding)
+    if table.afe.shape[0] == 1:
+        p = table.values[fi, 0, li]  # (4, 4, n_eep, n_pred)
+        oka = table.valid[fi, 0, li]
+        afe_in = jnp.abs(afe - table.afe[0]) <= _AFE_PAD
+    else:
+        ia, ta, afe_in = bracket(table.afe, afe)
+        p = (1 - ta) * table.values[fi, ia, li] + ta * table.values[fi, ia + 1, li]
+        oka = table.valid[fi, ia, li] & table.valid[fi, ia + 1, li]
+    ok = oka & fex[:, None, None] & lex[None, :, None]  # (4, 4, n_eep)
     # along loga for each of the 4 feh nodes
     pl, okl = jax.vmap(lambda pp, oo: _hermite_axis(pp, oo[..., None], lx, tl, cubic),
                        in_axes=(0, 0))(p, ok)
