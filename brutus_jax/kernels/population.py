@@ -1,0 +1,404 @@
+"""Kernels of the population (cluster) log-likelihood over a (SMF, EEP) grid.
+
+Pure ``jax.numpy`` functions behind :mod:`brutus_jax.analysis.populations`
+(astro-brutus 1.2.0 ``brutus.analysis.populations``).  Everything has static
+shapes: the model grid keeps all ``n_smf x n_eep`` rows, and the rows that
+brutus *drops* (non-increasing mass, post-main-sequence rows of every slice
+but the first one that has them, invalid SEDs) are encoded as log-weights of
+``-inf``.  That makes ``jax.jit(jax.value_and_grad(...))`` of the total
+log-likelihood compile once for every theta.
+
+NaN policy: no function here produces NaN from finite inputs, and every
+``log`` / division that may see a masked entry uses the double-``where``
+trick, so gradients stay NaN-free when rows or objects are invalid.
+Constants are Python floats (weakly typed): float32 inputs give float32
+outputs.
+
+Units: fluxes in maggies (``10**(-0.4 mag)``), parallaxes in mas,
+distances in pc, masses in Msun.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+
+from .photometry import phot_loglike
+
+__all__ = [
+    "index_gradient",
+    "smf_measure",
+    "population_row_weights",
+    "mags_to_flux",
+    "cluster_loglike",
+    "chisquare_outlier_from_table",
+    "uniform_outlier_loglike",
+    "mixture_loglike",
+    "marginalize_log_weights",
+    "safe_logsumexp",
+]
+
+_LN_2PI = math.log(2.0 * math.pi)
+_NEG_0P4_LN10 = -0.4 * math.log(10.0)
+
+
+# ---------------------------------------------------------------------------
+# Grid measure: mass and SMF jacobians, brutus's row selection
+# ---------------------------------------------------------------------------
+
+
+def index_gradient(x, ok):
+    """``np.gradient`` along the last axis (unit spacing) with a validity mask.
+
+    Parameters
+    ----------
+    x : array (..., n)
+        Values (e.g. initial masses [Msun]); entries where ``ok`` is False
+        may hold any finite fill.
+    ok : bool array (..., n)
+        True where ``x`` is finite in the brutus sense.
+
+    Returns
+    -------
+    dx : array (..., n)
+        Central differences ``(x[j+1] - x[j-1]) / 2`` in the interior and
+        one-sided differences at both ends, 0 where invalid.
+    dx_ok : bool array (..., n)
+        True where numpy's gradient of the NaN-filled array would be finite
+        (i.e. every neighbour the stencil uses is valid; the centre point
+        itself is not used by the central stencil).  For ``n == 1`` the
+        result is ``dx = 1`` (brutus's convention), always valid.
+    """
+    x = jnp.asarray(x)
+    ok = jnp.asarray(ok, dtype=bool)
+    n = x.shape[-1]
+    if n == 1:
+        return jnp.ones_like(x), jnp.ones(x.shape, dtype=bool)
+    # Previous / next neighbour used by numpy's stencil at each index.
+    lo = jnp.concatenate([x[..., :1], x[..., :-2], x[..., -2:-1]], axis=-1)
+    hi = jnp.concatenate([x[..., 1:2], x[..., 2:], x[..., -1:]], axis=-1)
+    lo_ok = jnp.concatenate([ok[..., :1], ok[..., :-2], ok[..., -2:-1]], axis=-1)
+    hi_ok = jnp.concatenate([ok[..., 1:2], ok[..., 2:], ok[..., -1:]], axis=-1)
+    # Interior points divide by 2 (two index steps), the ends by 1.
+    half = jnp.concatenate(
+        [jnp.ones((1,), x.dtype), jnp.full((n - 2,), 0.5, x.dtype), jnp.ones((1,), x.dtype)]
+    )
+    if n == 2:
+        half = jnp.ones((2,), x.dtype)
+    dx_ok = lo_ok & hi_ok
+    dx = jnp.where(dx_ok, (hi - lo) * half, 0.0)
+    return dx, dx_ok
+
+
+def smf_measure(smf):
+    """SMF jacobians ``np.gradient(smf)`` (``[1.0]`` for a single value).
+
+    Parameters
+    ----------
+    smf : array (n_smf,)
+        Secondary mass fractions (dimensionless).
+
+    Returns
+    -------
+    dsmf : array (n_smf,)
+    """
+    smf = jnp.asarray(smf)
+    dsmf, _ = index_gradient(smf, jnp.ones(smf.shape, dtype=bool))
+    return dsmf
+
+
+def population_row_weights(mini, mini_ok, sed_ok, eep, smf, eep_binary_max):
+    """Integration weights of every (SMF slice, EEP) row, brutus's selection.
+
+    brutus's ``generate_isochrone_population_grid`` keeps, per SMF slice
+    ``i``, the rows with ``Delta m > 0`` and ``eep <= eep_binary_max``
+    (weight ``Delta m * Delta smf_i``); the post-main-sequence rows
+    (``eep > eep_binary_max``, ``Delta m > 0``) are SMF-independent and are
+    stored ONCE, from the first slice that has any, with weight
+    ``Delta m * sum(Delta smf)``.  Rows whose SED is invalid stay in brutus's
+    grid but contribute nothing (NaN likelihood); here they get log-weight
+    ``-inf`` directly.
+
+    Parameters
+    ----------
+    mini : array (n_smf, n_eep)
+        Primary initial masses [Msun] per slice (finite fill where invalid).
+    mini_ok : bool array (n_smf, n_eep)
+        Where ``mini`` is finite in brutus.
+    sed_ok : bool array (n_smf, n_eep)
+        Where the model SED is finite.
+    eep : array (n_eep,)
+        EEP grid.
+    smf : array (n_smf,)
+        SMF grid.
+    eep_binary_max : float
+        Maximum EEP of binary models.
+
+    Returns
+    -------
+    mass_jac : array (n_smf, n_eep)
+        ``Delta m`` [Msun] for rows brutus keeps, else 0.
+    smf_jac : array (n_smf, n_eep)
+        ``Delta smf_i`` (main-sequence rows) or ``sum(Delta smf)``
+        (post-MS rows of the first slice having them) for kept rows, else 0.
+    log_w : array (n_smf, n_eep)
+        ``ln(mass_jac * smf_jac)`` for kept rows with a valid SED and a
+        positive finite weight; ``-inf`` otherwise.
+    """
+    mini = jnp.asarray(mini)
+    dm, dm_ok = index_gradient(mini, mini_ok)
+    dsmf = smf_measure(jnp.asarray(smf).astype(mini.dtype))
+    total = jnp.sum(dsmf)
+    eep = jnp.asarray(eep)
+    pos = dm_ok & (dm > 0.0)
+    is_ms = (eep <= eep_binary_max)[None, :]
+    is_post = (eep > eep_binary_max)[None, :]
+    any_post = jnp.any(pos & is_post, axis=1)
+    first_post = any_post & (jnp.cumsum(any_post.astype(jnp.int32)) == 1)
+    keep_ms = pos & is_ms
+    keep_post = pos & is_post & first_post[:, None]
+    keep = keep_ms | keep_post
+    smf_jac = jnp.where(keep_ms, dsmf[:, None], jnp.where(keep_post, total, 0.0))
+    mass_jac = jnp.where(keep, dm, 0.0)
+    prod = mass_jac * smf_jac
+    enter = keep & jnp.asarray(sed_ok, dtype=bool) & (prod > 0.0) & jnp.isfinite(prod)
+    log_w = jnp.where(enter, jnp.log(jnp.where(enter, prod, 1.0)), -jnp.inf)
+    return mass_jac, smf_jac, log_w
+
+
+def mags_to_flux(mags, ok):
+    """``10**(-0.4 mags)`` with 0 where ``ok`` is False (NaN-free, incl. gradients).
+
+    Parameters
+    ----------
+    mags : array (..., n_filt)
+        Magnitudes.
+    ok : bool array (...)
+        Row validity (broadcast over the band axis).
+    """
+    ok = jnp.asarray(ok, dtype=bool)[..., None]
+    safe = jnp.where(ok, mags, 0.0)
+    return jnp.where(ok, jnp.exp(_NEG_0P4_LN10 * safe), 0.0)
+
+
+# ---------------------------------------------------------------------------
+# Cluster and outlier likelihoods
+# ---------------------------------------------------------------------------
+
+
+def cluster_loglike(obs_flux, obs_err, band_mask, model_flux, parallax=None,
+                    parallax_err=None, distance=None, dim_prior=True):
+    """Cluster log-likelihood of every (model row, object) pair.
+
+    Parameters
+    ----------
+    obs_flux, obs_err : array (n_obj, n_filt)
+        Observed fluxes and 1-sigma errors [maggies].
+    band_mask : array (n_obj, n_filt)
+        Band weights (1 = use, 0 = skip); invalid data are always skipped.
+    model_flux : array (n_pts, n_filt)
+        Model fluxes at the cluster distance [maggies]; must be finite.
+    parallax, parallax_err : array (n_obj,) or None
+        Parallax and error [mas]; non-finite or ``err <= 0`` entries are skipped.
+    distance : scalar or None
+        Cluster distance [pc]; predicted parallax ``1000 / distance`` mas.
+    dim_prior : bool (static)
+        Chi-square log-pdf (True; parallax is one more chi-square term and
+        dimension) or Gaussian (False; parallax is a normalised Gaussian).
+
+    Returns
+    -------
+    lnl : array (n_pts, n_obj)
+        Finite, or ``-inf`` where ``dim_prior`` and the degrees of freedom are
+        <= 0.
+    """
+    extra_chi2 = extra_dims = None
+    lnl_plx = 0.0
+    if parallax is not None and parallax_err is not None and distance is not None:
+        plx = jnp.asarray(parallax)
+        perr = jnp.asarray(parallax_err)
+        pok = jnp.isfinite(plx) & jnp.isfinite(perr) & (perr > 0.0)
+        plx_s = jnp.where(pok, plx, 0.0)
+        perr_s = jnp.where(pok, perr, 1.0)
+        pred = 1000.0 / distance
+        chi2_p = jnp.where(pok, ((plx_s - pred) / perr_s) ** 2, 0.0)
+        if dim_prior:
+            extra_chi2 = chi2_p[None, :]
+            extra_dims = pok.astype(chi2_p.dtype)[None, :]
+        else:
+            lnl_plx = jnp.where(
+                pok, -0.5 * (chi2_p + _LN_2PI + 2.0 * jnp.log(perr_s)), 0.0
+            )[None, :]
+    lnl = phot_loglike(
+        jnp.asarray(obs_flux)[None, :, :],
+        jnp.asarray(obs_err)[None, :, :],
+        jnp.asarray(model_flux)[:, None, :],
+        mask=jnp.asarray(band_mask)[None, :, :],
+        dim_prior=dim_prior,
+        extra_chi2=extra_chi2,
+        extra_dims=extra_dims,
+    )
+    return lnl + lnl_plx
+
+
+def chisquare_outlier_from_table(dof, logpdf_table):
+    """Chi-square outlier log-likelihood per object from a host-made table.
+
+    Parameters
+    ----------
+    dof : int array (n_obj,)
+        Degrees of freedom per object (bands + parallax - dof_reduction).
+    logpdf_table : array (k_max + 1,)
+        ``logpdf_table[k]`` = chi-square(k) log-pdf at its
+        ``ppf(1 - p_value_cut)``; entry 0 unused.
+
+    Returns
+    -------
+    lnl : array (n_obj,)
+        ``-inf`` where ``dof <= 0``.
+    """
+    k = jnp.clip(dof, 1, logpdf_table.shape[0] - 1)
+    return jnp.where(dof > 0, logpdf_table[k], -jnp.inf)
+
+
+def uniform_outlier_loglike(obs_flux, obs_err, band_mask=None, parallax=None,
+                            parallax_err=None, sigma_clip=3.0):
+    """Uniform outlier log-density ``-sum_b ln(range_b)`` per object.
+
+    ``range_b`` is the span of ``flux +/- sigma_clip * err`` over all objects
+    with a valid band ``b`` (falling back to the object's own
+    ``2 sigma_clip err`` when the span is not positive); the parallax, when
+    given, adds the same term in mas.
+
+    Parameters
+    ----------
+    obs_flux, obs_err : array (n_obj, n_filt)
+        Fluxes and errors [maggies].
+    band_mask : array (n_obj, n_filt) or None
+        Bands used (> 0) by the inlier model.
+    parallax, parallax_err : array (n_obj,) or None
+        [mas].
+    sigma_clip : float
+        Padding in units of the errors.
+
+    Returns
+    -------
+    lnl : array (n_obj,)
+        Log-density [ln(1 / maggies^n_band (/ mas))].
+    """
+    flux = jnp.asarray(obs_flux)
+    err = jnp.asarray(obs_err)
+    valid = jnp.isfinite(flux) & jnp.isfinite(err) & (err > 0.0)
+    if band_mask is not None:
+        valid = valid & (jnp.asarray(band_mask) > 0)
+
+    def _log_side(x, e, ok, axis):
+        xs = jnp.where(ok, x, 0.0)
+        es = jnp.where(ok, e, 1.0)
+        hi = jnp.max(jnp.where(ok, xs + sigma_clip * es, -jnp.inf), axis=axis)
+        lo = jnp.min(jnp.where(ok, xs - sigma_clip * es, jnp.inf), axis=axis)
+        has = jnp.any(ok, axis=axis)
+        side = jnp.where(has, hi - lo, 0.0)
+        pos = side > 0.0
+        log_range = jnp.log(jnp.where(pos, side, 1.0))
+        own = jnp.log(2.0 * sigma_clip * es)
+        return jnp.where(ok, jnp.where(pos, log_range, own), 0.0)
+
+    lnl = -jnp.sum(_log_side(flux, err, valid, 0), axis=1)
+    if parallax is not None and parallax_err is not None:
+        plx = jnp.asarray(parallax)
+        perr = jnp.asarray(parallax_err)
+        pok = jnp.isfinite(plx) & jnp.isfinite(perr) & (perr > 0.0)
+        lnl = lnl - _log_side(plx, perr, pok, 0)
+    return lnl
+
+
+# ---------------------------------------------------------------------------
+# Mixture and marginalisation
+# ---------------------------------------------------------------------------
+
+
+def mixture_loglike(lnl_cluster, lnl_outlier, cluster_prob, field_fraction):
+    """``ln(w_c exp(lnl_cluster) + (1 - w_c) exp(lnl_outlier))``, ``w_c = p (1 - f)``.
+
+    Written with the linear weights (not their logs) so the derivative in
+    ``field_fraction`` stays finite at ``w_c = 0`` or ``1``.  NaN entries of
+    either input propagate as NaN (brutus's "invalid model" marker) without
+    NaN gradients; weights outside [0, 1] give NaN (as ``log`` of a
+    negative weight does in brutus).
+
+    Parameters
+    ----------
+    lnl_cluster, lnl_outlier : array (n_pts, n_obj)
+    cluster_prob, field_fraction : scalar
+
+    Returns
+    -------
+    lnl_mixture : array (n_pts, n_obj)
+    """
+    lc = jnp.asarray(lnl_cluster)
+    lo = jnp.asarray(lnl_outlier)
+    wc = cluster_prob * (1.0 - field_fraction)
+    wo = 1.0 - wc
+    bad_w = (wc < 0.0) | (wo < 0.0)
+    wc_s = jnp.where(bad_w, 0.5, wc)
+    wo_s = jnp.where(bad_w, 0.5, wo)
+    nan = jnp.isnan(lc) | jnp.isnan(lo)
+    # Terms with zero weight are dropped (0 * exp(+inf) := 0).
+    lc_s = jnp.where(nan | (wc_s == 0.0), -jnp.inf, lc)
+    lo_s = jnp.where(nan | (wo_s == 0.0), -jnp.inf, lo)
+    m = jnp.maximum(lc_s, lo_s)
+    m_ok = jnp.isfinite(m)
+    m_s = jnp.where(m_ok, m, 0.0)
+    s = wc_s * jnp.exp(lc_s - m_s) + wo_s * jnp.exp(lo_s - m_s)
+    s_ok = m_ok & (s > 0.0)
+    out = jnp.where(s_ok, m_s + jnp.log(jnp.where(s_ok, s, 1.0)), -jnp.inf)
+    # +inf inputs (chi2 = 0 with one dof) give +inf, as logaddexp does.
+    out = jnp.where(m == jnp.inf, jnp.inf, out)
+    return jnp.where(nan | bad_w, jnp.nan, out)
+
+
+def safe_logsumexp(x, axis):
+    """``logsumexp`` that returns ``-inf`` (zero gradient) for all-(-inf) slices.
+
+    Non-finite entries (NaN, +/-inf) are treated as ``-inf``.
+    """
+    ok = jnp.isfinite(x)
+    any_ok = jnp.any(ok, axis=axis, keepdims=True)
+    xs = jnp.where(ok, x, -jnp.inf)
+    xs = jnp.where(any_ok, xs, 0.0)
+    out = jax.nn.logsumexp(xs, axis=axis, keepdims=True)
+    return jnp.squeeze(jnp.where(any_ok, out, -jnp.inf), axis=axis)
+
+
+def marginalize_log_weights(lnl_mixture, log_w):
+    """Normalised marginalisation over grid rows (brutus step 5).
+
+    ``lnL_obj = logsumexp_i[lnl_i + log_w_i] - logsumexp_{valid i}(log_w_i)``
+    with valid rows = finite ``log_w`` and at least one finite ``lnl`` among
+    the objects; non-finite ``lnl`` entries count as ``-inf``.
+
+    Parameters
+    ----------
+    lnl_mixture : array (n_pts, n_obj)
+    log_w : array (n_pts,)
+        Log integration weights (``-inf`` or NaN: row not in the integral).
+
+    Returns
+    -------
+    lnl_obj : array (n_obj,)
+        ``-inf`` for every object when no row is valid.
+    """
+    lnl = jnp.asarray(lnl_mixture)
+    log_w = jnp.asarray(log_w)
+    w_ok = jnp.isfinite(log_w)
+    lw = jnp.where(w_ok, log_w, -jnp.inf)
+    row_ok = w_ok & jnp.any(jnp.isfinite(lnl), axis=1)
+    ln_norm = safe_logsumexp(jnp.where(row_ok, lw, -jnp.inf), axis=0)
+    norm_ok = jnp.isfinite(ln_norm)
+    lnl_s = jnp.where(jnp.isfinite(lnl), lnl, -jnp.inf)
+    terms = jnp.where(row_ok[:, None], lnl_s + jnp.where(row_ok, lw, 0.0)[:, None], -jnp.inf)
+    lse = safe_logsumexp(terms, axis=0)
+    return jnp.where(norm_ok, lse - jnp.where(norm_ok, ln_norm, 0.0), -jnp.inf)
