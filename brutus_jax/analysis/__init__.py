@@ -1,11 +1,26 @@
 """Statistical inference (brutus.analysis).
 
-``BruteForce`` fits individual stars (see ``bruteforce``).  The population
-likelihood (issue #4) is not implemented yet; importing it works, calling it
-raises NotImplementedError.
+``BruteForce`` fits individual stars (see ``bruteforce``); the population
+(cluster) likelihood and its five steps live in ``populations`` (jit-able and
+differentiable with a population offering ``get_seds_smf_grid_jax``).
 """
 
-from ..core._pending import isochrone_population_loglike  # noqa: F401
 from .bruteforce import BruteForce  # noqa: F401
+from .populations import (  # noqa: F401
+    apply_isochrone_mixture_model,
+    compute_isochrone_cluster_loglike,
+    compute_isochrone_outlier_loglike,
+    generate_isochrone_population_grid,
+    isochrone_population_loglike,
+    marginalize_isochrone_grid,
+)
 
-__all__ = ["BruteForce", "isochrone_population_loglike"]
+__all__ = [
+    "BruteForce",
+    "isochrone_population_loglike",
+    "generate_isochrone_population_grid",
+    "compute_isochrone_cluster_loglike",
+    "compute_isochrone_outlier_loglike",
+    "apply_isochrone_mixture_model",
+    "marginalize_isochrone_grid",
+]

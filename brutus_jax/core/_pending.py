@@ -13,11 +13,3 @@ def _pending(name, issue, what):
         )
 
     return __init__
-
-
-def isochrone_population_loglike(*args, **kwargs):
-    """Population log-likelihood (pending: issue #4)."""
-    raise NotImplementedError(
-        "brutus_jax.analysis.isochrone_population_loglike is not implemented yet "
-        "(differentiable stellar populations; tracked in issue #4)."
-    )
