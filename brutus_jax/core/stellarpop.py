@@ -74,7 +74,7 @@ def bc_sed_table(bc_path, filters):
     for i, f in enumerate(filters):
         if f not in SPECLITE_NAMES:
             _, babs[..., i], _ = rv_coefficients(k31[..., i])
-    return BCSEDTable(fn, an, tn, gn, bc, k31, rel, babs)
+    return BCSEDTable(fn, an, tn, gn, bc, np.concatenate([k31, rel, babs], axis=-1))
 
 
 def _relative_slopes(bc_path, bands, axes):
@@ -190,6 +190,11 @@ class StellarPop:
             self._sed_dev[dtype] = type(self._sed_np)(*(jnp.asarray(a, dtype) for a in self._sed_np))
         return self._sed_dev[dtype]
 
+    def jax_data(self, dtype=None):
+        """``(IsochroneTable, SED tables)`` on device in ``dtype`` (a pytree; pass
+        it into jitted functions as an argument)."""
+        return self.isochrone.jax_table(dtype), self.sed_data(dtype)
+
     def _eep(self, eep):
         return self.isochrone.eep_u if eep is None else np.atleast_1d(np.asarray(eep, float))
 
@@ -205,23 +210,33 @@ class StellarPop:
 
     def get_seds_smf_grid_jax(self, smf_values, feh=0.0, afe=0.0, loga=8.5, eep=None, av=0.0, rv=3.3,
                               dist=1000.0, mini_bound=0.5, eep_binary_max=480.0, apply_corr=True,
-                              corr_params=None, dtype=None):
+                              corr_params=None, dtype=None, data=None):
         """SEDs on the (smf, eep) grid as a :class:`PopSEDGrid` (JAX arrays).
 
         Traceable by ``jax.jit`` and differentiable in feh, loga, av, rv, dist
         (and afe, mini_bound, eep_binary_max as values); ``smf_values`` and
         ``eep`` fix the static shapes (default eep: the isochrone's EEP nodes).
         ``dtype`` defaults to float64 under x64, else float32 (or the dtype of
-        a floating ``smf_values`` JAX array).
+        a floating ``smf_values`` JAX array, or of ``data``).
+
+        ``data``: the ``(isochrone table, SED tables)`` pytree of
+        :meth:`jax_data`.  Inside a jitted function pass it as an *argument*
+        of that function (``jax.jit(lambda th, data: pop.get_seds_smf_grid_jax(
+        ..., data=data))``): left out, the ~180 MB tables are captured as
+        constants, which makes compilation several times slower.
         """
-        if dtype is None and isinstance(smf_values, jax.Array) and jnp.issubdtype(smf_values.dtype, jnp.floating):
+        if data is not None:
+            dtype = data[0].values.dtype
+        elif dtype is None and isinstance(smf_values, jax.Array) and jnp.issubdtype(smf_values.dtype, jnp.floating):
             dtype = smf_values.dtype
         dtype = jnp.dtype(_default_dtype() if dtype is None else dtype)
+        iso_table, sed_data = self.jax_data(dtype) if data is None else data
         eep = self._eep(eep) if not isinstance(eep, jax.Array) else eep
         smf = jnp.atleast_1d(jnp.asarray(smf_values, dtype))
         eep = jnp.asarray(eep, dtype)
-        d = self.population_detail(self.isochrone.jax_table(dtype), self.sed_data(dtype), smf, eep, feh, afe,
-                                   loga, av, rv, dist, mini_bound, eep_binary_max, apply_corr, corr_params)
+        d = self._kernel(apply_corr, corr_params)(iso_table, sed_data, smf, eep,
+                                                  *(jnp.asarray(x, dtype) for x in (feh, afe, loga, av, rv, dist,
+                                                                                    mini_bound, eep_binary_max)))
         n_smf = smf.shape[0]
         mini = d.prim[:, self.isochrone.column("mini")]
         return PopSEDGrid(d.mags, jnp.broadcast_to(d.sed_ok, (n_smf,) + d.sed_ok.shape),
@@ -234,14 +249,19 @@ class StellarPop:
         if corr_params is not None and len(tuple(corr_params)) != 4:
             raise ValueError("corr_params: expected (dtdm, drdm, msto_smooth, feh_scale)")
         dtype = jnp.dtype(_default_dtype())
-        key = (bool(apply_corr), None if corr_params is None else tuple(map(float, corr_params)))
-        if key not in self._jitted:
-            self._jitted[key] = jax.jit(functools.partial(self._detail_kernel, apply_corr=key[0], corr_params=key[1]))
         eep = self._eep(eep)
         smf = np.atleast_1d(np.asarray(smf_values, float))
         args = [jnp.asarray(x, dtype) for x in (smf, eep, feh, afe, loga, av, rv, dist, mini_bound, eep_binary_max)]
-        d = self._jitted[key](self.isochrone.jax_table(dtype), self.sed_data(dtype), *args)
+        d = self._kernel(apply_corr, corr_params)(self.isochrone.jax_table(dtype), self.sed_data(dtype), *args)
         return jax.tree_util.tree_map(np.asarray, d), eep, smf
+
+    def _kernel(self, apply_corr, corr_params):
+        """The jitted :meth:`population_detail` for these static settings (cached)."""
+        key = (bool(apply_corr), None if corr_params is None else tuple(map(float, corr_params)))
+        if key not in self._jitted:
+            self._jitted[key] = jax.jit(functools.partial(self._detail_kernel, apply_corr=key[0],
+                                                          corr_params=key[1]))
+        return self._jitted[key]
 
     def _detail_kernel(self, iso_table, sed_data, smf, eep, feh, afe, loga, av, rv, dist, mini_bound,
                        eep_binary_max, *, apply_corr, corr_params):

@@ -26,6 +26,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 __all__ = ["BCSEDTable", "NNWeights", "bc_table_mags", "nn_mags", "MBOL_SUN"]
 
@@ -39,9 +40,9 @@ class BCSEDTable(NamedTuple):
 
     feh, av, logt, logg : ascending axes ([dex], [mag], log10 K, log10 cgs).
     bc : (n_feh, n_av, n_logt, n_logg, n_band) bolometric corrections at R_V = 3.1.
-    k31 : (n_feh, n_logt, n_logg, n_band) dm/dA_V at R_V = 3.1 (grid's weighted line).
-    rel : (n_feh, n_logt, n_logg, n_band) relative R_V slope (b = rel * k31 + b_abs).
-    b_abs : same shape, absolute R_V slope for bands without a filter curve.
+    kb : (n_feh, n_logt, n_logg, 3 n_band) = [k31 | rel | b_abs]: dm/dA_V at
+        R_V = 3.1 (the grid's weighted line), relative R_V slope and absolute
+        R_V slope (bands without a filter curve); ``b = rel * k31 + b_abs``.
     """
 
     feh: jax.Array
@@ -49,9 +50,7 @@ class BCSEDTable(NamedTuple):
     logt: jax.Array
     logg: jax.Array
     bc: jax.Array
-    k31: jax.Array
-    rel: jax.Array
-    b_abs: jax.Array
+    kb: jax.Array
 
 
 class NNWeights(NamedTuple):
@@ -84,18 +83,20 @@ def _lerp_corners(cube, idx, ts):
     """Multilinear interpolation of ``cube`` (axes..., nb) at per-point indices.
 
     idx, ts : lists (one per leading axis) of arrays shaped like the points.
+    The cube is flattened to (n_nodes, nb) so every corner is one row gather.
     Returns (..., nb).
     """
     k = len(idx)
-    out = 0.0
-    for corner in range(2 ** k):
-        bits = [(corner >> (k - 1 - a)) & 1 for a in range(k)]
-        w = 1.0
-        for a, bit in enumerate(bits):
-            w = w * (ts[a] if bit else 1.0 - ts[a])
-        vals = cube[tuple(i + bit for i, bit in zip(idx, bits))]
-        out = out + w[..., None] * vals
-    return out
+    shape = cube.shape[:k]
+    strides = [int(np.prod(shape[a + 1:], dtype=np.int64)) for a in range(k)]
+    flat = cube.reshape((-1,) + cube.shape[k:])
+    bits = (np.arange(2 ** k)[:, None] >> np.arange(k - 1, -1, -1)[None, :]) & 1  # (2^k, k)
+    offs = jnp.asarray(bits @ np.asarray(strides, np.int64), idx[0].dtype)  # (2^k,)
+    base = sum(i * st for i, st in zip(idx, strides))
+    t = jnp.stack(ts, axis=-1)[..., None, :]  # (..., 1, k)
+    w = jnp.prod(jnp.where(bits.astype(bool), t, 1.0 - t), axis=-1)  # (..., 2^k)
+    vals = jnp.take(flat, base[..., None] + offs, axis=0)  # (..., 2^k, nb)
+    return jnp.einsum("...c,...cb->...b", w, vals)
 
 
 def bc_table_mags(table, logt, logg, feh, logl, av, rv, dist):
@@ -124,9 +125,9 @@ def bc_table_mags(table, logt, logg, feh, logl, av, rv, dist):
     avb = jnp.broadcast_to(av, logt.shape)
     i_a, t_a = _clamped_bracket(table.av, avb)
     bc = _lerp_corners(table.bc, [i_f, i_a, i_t, i_g], [t_f, t_a, t_t, t_g])
-    k31 = _lerp_corners(table.k31, [i_f, i_t, i_g], [t_f, t_t, t_g])
-    rel = _lerp_corners(table.rel, [i_f, i_t, i_g], [t_f, t_t, t_g])
-    babs = _lerp_corners(table.b_abs, [i_f, i_t, i_g], [t_f, t_t, t_g])
+    nb = table.bc.shape[-1]
+    kb = _lerp_corners(table.kb, [i_f, i_t, i_g], [t_f, t_t, t_g])
+    k31, rel, babs = kb[..., :nb], kb[..., nb:2 * nb], kb[..., 2 * nb:]
     b = rel * k31 + babs
     mu = 5.0 * jnp.log10(dist) - 5.0
     return (MBOL_SUN - 2.5 * logl)[..., None] - bc + (av * (rv - 3.1))[..., None] * b + mu

@@ -151,8 +151,6 @@ def population_seds(iso_table, sed_data, smf, eep, feh, afe, loga, av, rv, dist,
 
     prim, pok = predict(eep)
     mini = prim[:, cols["mini"]]
-    m_prim, s_ok = seds(prim)
-    sed_ok = pok & (mini >= mini_bound) & s_ok
 
     # secondary EEPs: interpolate eep(mini) along the (sorted) valid primaries
     big = jnp.asarray(jnp.finfo(dtype).max / 4, dtype)
@@ -166,7 +164,15 @@ def population_seds(iso_table, sed_data, smf, eep, feh, afe, loga, av, rv, dist,
     eep2 = jnp.where(eep2_ok, eep2, eep[None, :])
     sec, sok = predict(eep2)
     sok = sok & eep2_ok
-    m_sec, s2_ok = seds(sec)
+
+    # one SED evaluation for primaries and secondaries together
+    n_smf, n_eep = mini2.shape
+    both = jnp.concatenate([prim, sec.reshape(n_smf * n_eep, -1)], axis=0)
+    m_all, s_all = seds(both)
+    m_prim, s_ok = m_all[:n_eep], s_all[:n_eep]
+    m_sec = m_all[n_eep:].reshape(n_smf, n_eep, -1)
+    s2_ok = s_all[n_eep:].reshape(n_smf, n_eep)
+    sed_ok = pok & (mini >= mini_bound) & s_ok
     has_sec = sok & (sec[..., cols["mini"]] >= mini_bound) & s2_ok
 
     mid = ((smf > 0) & (smf < 1))[:, None]
