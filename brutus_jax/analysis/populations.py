@@ -57,6 +57,7 @@ _marginal_kernel = jax.jit(K.marginalize_log_weights)
 _chisq_outlier_kernel = jax.jit(K.chisquare_outlier_from_table)
 _uniform_outlier_kernel = jax.jit(K.uniform_outlier_loglike)
 _row_weights_kernel = jax.jit(K.population_row_weights)
+_fused_kernel = jax.jit(K.marginalize_mixture_per_object)
 _flux_kernel = jax.jit(K.mags_to_flux)
 
 _DEFAULT_SMF = np.linspace(0.0, 1.0, 21)
@@ -332,6 +333,18 @@ def compute_isochrone_outlier_loglike(obs_flux, obs_err, isochrone_grid=None, pa
         (1, N_objects) when no grid is given.
     """
     flux, err = _check_obs(obs_flux, obs_err, mask, parallax, parallax_err)
+    lnl = _outlier_raw(flux, err, isochrone_grid, parallax, parallax_err, dim_prior,
+                       outlier_model_func, mask, outlier_kwargs)
+    if isochrone_grid is None:
+        return lnl[None, :] if lnl.ndim == 1 else lnl
+    if lnl.ndim == 1:
+        return jnp.broadcast_to(lnl[None, :], (jnp.shape(isochrone_grid["masses"])[0], flux.shape[0]))
+    return lnl
+
+
+def _outlier_raw(flux, err, isochrone_grid, parallax, parallax_err, dim_prior, outlier_model_func,
+                 mask, outlier_kwargs):
+    """The outlier model's own output: (N_objects,) or (N_grid_points, N_objects)."""
     n_obj = flux.shape[0]
     stellar_params = None
     if isochrone_grid is not None:
@@ -345,12 +358,8 @@ def compute_isochrone_outlier_loglike(obs_flux, obs_err, isochrone_grid=None, pa
         func = uniform_outlier_loglike
     lnl = jnp.asarray(func(flux, err, stellar_params=stellar_params, parallax=parallax,
                            parallax_err=parallax_err, mask=mask, **outlier_kwargs))
-    if isochrone_grid is None:
-        return lnl[None, :] if lnl.ndim == 1 else lnl
-    n_pts = jnp.shape(isochrone_grid["masses"])[0]
-    if lnl.shape == (n_obj,):
-        return jnp.broadcast_to(lnl[None, :], (n_pts, n_obj))
-    if lnl.shape != (n_pts, n_obj):
+    n_pts = None if isochrone_grid is None else jnp.shape(isochrone_grid["masses"])[0]
+    if lnl.shape != (n_obj,) and (n_pts is None or lnl.shape != (n_pts, n_obj)):
         raise ValueError(f"Outlier likelihood shape {lnl.shape} incompatible with expected "
                          f"({n_pts}, {n_obj}) or ({n_obj},)")
     return lnl
@@ -502,15 +511,26 @@ def isochrone_population_loglike(theta, stellarpop, obs_phot, obs_err, parallax=
     eff_mask = _data_valid(flux, err).astype(flux.dtype)
     if mask is not None:
         eff_mask = jnp.asarray(mask) * eff_mask
-    lnl_cluster = compute_isochrone_cluster_loglike(
-        flux, err, grid, parallax=parallax, parallax_err=parallax_err, distance=dist,
-        dim_prior=dim_prior, mask=eff_mask)
-    lnl_outlier = compute_isochrone_outlier_loglike(
-        flux, err, grid, parallax=parallax, parallax_err=parallax_err, dim_prior=dim_prior,
-        outlier_model_func=outlier_model_func, mask=eff_mask, **outlier_kwargs)
-    lnl_mixture = apply_isochrone_mixture_model(lnl_cluster, lnl_outlier, cluster_prob, ffrac)
-    lnl_obj = marginalize_isochrone_grid(lnl_mixture, grid["mass_jacobians"],
-                                         grid["smf_jacobians"])
+    lnl_out = _outlier_raw(flux, err, grid, parallax, parallax_err, dim_prior, outlier_model_func,
+                           eff_mask, outlier_kwargs)
+    if lnl_out.ndim == 1:
+        # Row-independent outlier model (the defaults): mixture and marginalisation
+        # fused (one exponential per row and object, no NaN markers).
+        lc = _cluster_kernel(flux, err, eff_mask, grid["photometry"], parallax, parallax_err,
+                             dist, dim_prior=bool(dim_prior))
+        lnl_obj = _fused_kernel(lc, lnl_out, grid["log_weights"], cluster_prob, ffrac)
+    else:
+        lnl_obj = None
+    if lnl_obj is None or return_components:
+        lnl_cluster = compute_isochrone_cluster_loglike(
+            flux, err, grid, parallax=parallax, parallax_err=parallax_err, distance=dist,
+            dim_prior=dim_prior, mask=eff_mask)
+        lnl_outlier = (jnp.broadcast_to(lnl_out[None, :], lnl_cluster.shape)
+                       if lnl_out.ndim == 1 else lnl_out)
+        lnl_mixture = apply_isochrone_mixture_model(lnl_cluster, lnl_outlier, cluster_prob, ffrac)
+        if lnl_obj is None:
+            lnl_obj = marginalize_isochrone_grid(lnl_mixture, grid["mass_jacobians"],
+                                                 grid["smf_jacobians"])
     lnl_obj = jnp.where(theta_ok, lnl_obj, -jnp.inf)
     total = jnp.sum(lnl_obj)
     total = jnp.where(theta_ok & jnp.isfinite(total), total, -jnp.inf)

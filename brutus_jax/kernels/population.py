@@ -25,7 +25,7 @@ import math
 import jax
 import jax.numpy as jnp
 
-from .photometry import phot_loglike
+from jax.scipy.special import gammaln
 
 __all__ = [
     "index_gradient",
@@ -37,10 +37,12 @@ __all__ = [
     "uniform_outlier_loglike",
     "mixture_loglike",
     "marginalize_log_weights",
+    "marginalize_mixture_per_object",
     "safe_logsumexp",
 ]
 
 _LN_2PI = math.log(2.0 * math.pi)
+_LN_2 = math.log(2.0)
 _NEG_0P4_LN10 = -0.4 * math.log(10.0)
 
 
@@ -188,9 +190,27 @@ def mags_to_flux(mags, ok):
 # ---------------------------------------------------------------------------
 
 
+def _chi2_logpdf(chi2, dof):
+    """Chi-square log-pdf (brutus ``phot_loglike(dim_prior=True)``); ``-inf`` where dof <= 0.
+
+    ``(a - 1) ln chi2`` is taken as 0 when ``a == 1`` (``scipy.special.xlogy``).
+    """
+    ok = dof > 0.0
+    a = jnp.where(ok, 0.5 * dof, 1.0)
+    am1 = a - 1.0
+    xlogy = jnp.where(am1 == 0.0, 0.0, am1 * jnp.log(jnp.where(am1 == 0.0, 1.0, chi2)))
+    return jnp.where(ok, xlogy - 0.5 * chi2 - gammaln(a) - _LN_2 * a, -jnp.inf)
+
+
 def cluster_loglike(obs_flux, obs_err, band_mask, model_flux, parallax=None,
                     parallax_err=None, distance=None, dim_prior=True):
     """Cluster log-likelihood of every (model row, object) pair.
+
+    Same likelihood as :func:`brutus_jax.kernels.photometry.phot_loglike`
+    (brutus's ``phot_loglike`` with ``extra_chi2`` / ``extra_dims`` for the
+    parallax), evaluated in the (model, object) layout with the band loop
+    unrolled: every band adds one fused (n_pts, n_obj) term, so neither the
+    forward nor the backward pass materialises (n_pts, n_obj, n_filt) arrays.
 
     Parameters
     ----------
@@ -214,33 +234,46 @@ def cluster_loglike(obs_flux, obs_err, band_mask, model_flux, parallax=None,
         Finite, or ``-inf`` where ``dim_prior`` and the degrees of freedom are
         <= 0.
     """
-    extra_chi2 = extra_dims = None
+    flux = jnp.asarray(obs_flux)
+    err = jnp.asarray(obs_err)
+    model = jnp.asarray(model_flux)
+    m = jnp.asarray(band_mask)
+    use = jnp.isfinite(flux) & jnp.isfinite(err) & (err > 0.0) & (m > 0)
+    w = jnp.where(use, m, 0.0).astype(flux.dtype)
+    f_s = jnp.where(use, flux, 0.0)
+    e_s = jnp.where(use, err, 1.0)
+    ivar = w / (e_s * e_s)
+    ndim = jnp.sum(w, axis=1)
+    if flux.dtype == jnp.float64 and model.dtype == jnp.float64:
+        # Expanded square as matrix products (as brutus does): forward and
+        # backward are GEMMs.  Cancellation error ~1e-16 * sum(f^2 / sigma^2).
+        chi2 = (jnp.sum(ivar * f_s * f_s, axis=1)[None, :]
+                - 2.0 * model @ (ivar * f_s).T + (model * model) @ ivar.T)
+        chi2 = jnp.maximum(chi2, 0.0)
+    else:
+        # float32: the direct residual sum (no cancellation), band loop unrolled.
+        chi2 = 0.0
+        for b in range(flux.shape[1]):
+            r = f_s[None, :, b] - model[:, b, None]
+            chi2 = chi2 + ivar[None, :, b] * (r * r)
+        chi2 = jnp.broadcast_to(chi2, (model.shape[0], flux.shape[0]))
     lnl_plx = 0.0
     if parallax is not None and parallax_err is not None and distance is not None:
         plx = jnp.asarray(parallax)
         perr = jnp.asarray(parallax_err)
         pok = jnp.isfinite(plx) & jnp.isfinite(perr) & (perr > 0.0)
-        plx_s = jnp.where(pok, plx, 0.0)
         perr_s = jnp.where(pok, perr, 1.0)
         pred = 1000.0 / distance
-        chi2_p = jnp.where(pok, ((plx_s - pred) / perr_s) ** 2, 0.0)
+        chi2_p = jnp.where(pok, ((jnp.where(pok, plx, 0.0) - pred) / perr_s) ** 2, 0.0)
         if dim_prior:
-            extra_chi2 = chi2_p[None, :]
-            extra_dims = pok.astype(chi2_p.dtype)[None, :]
+            chi2 = chi2 + chi2_p[None, :]
+            ndim = ndim + pok.astype(ndim.dtype)
         else:
-            lnl_plx = jnp.where(
-                pok, -0.5 * (chi2_p + _LN_2PI + 2.0 * jnp.log(perr_s)), 0.0
-            )[None, :]
-    lnl = phot_loglike(
-        jnp.asarray(obs_flux)[None, :, :],
-        jnp.asarray(obs_err)[None, :, :],
-        jnp.asarray(model_flux)[:, None, :],
-        mask=jnp.asarray(band_mask)[None, :, :],
-        dim_prior=dim_prior,
-        extra_chi2=extra_chi2,
-        extra_dims=extra_dims,
-    )
-    return lnl + lnl_plx
+            lnl_plx = jnp.where(pok, -0.5 * (chi2_p + _LN_2PI + 2.0 * jnp.log(perr_s)), 0.0)[None, :]
+    if dim_prior:
+        return _chi2_logpdf(chi2, ndim[None, :])
+    log_det = jnp.sum(w * (2.0 * jnp.log(e_s)), axis=1)
+    return -0.5 * chi2 - 0.5 * (ndim * _LN_2PI + log_det)[None, :] + lnl_plx
 
 
 def chisquare_outlier_from_table(dof, logpdf_table):
@@ -402,3 +435,50 @@ def marginalize_log_weights(lnl_mixture, log_w):
     terms = jnp.where(row_ok[:, None], lnl_s + jnp.where(row_ok, lw, 0.0)[:, None], -jnp.inf)
     lse = safe_logsumexp(terms, axis=0)
     return jnp.where(norm_ok, lse - jnp.where(norm_ok, ln_norm, 0.0), -jnp.inf)
+
+
+def marginalize_mixture_per_object(lnl_cluster, lnl_outlier, log_w, cluster_prob,
+                                   field_fraction):
+    """Steps 4 + 5 fused for an outlier model that does not depend on the row.
+
+    With ``lnl_outlier`` constant over the grid, the marginal of the mixture
+    is a mixture of marginals (the integral is linear in probability):
+
+    ``ln P_o = ln[w_c sum_j J_j L_c,jo + (1 - w_c) L_o,o Z] - ln Z``,
+    ``Z = sum_{valid j} J_j``,
+
+    which is brutus's ``marginalize(apply_mixture(...))`` (same valid rows)
+    with one exponential per (row, object) instead of four.  Only difference:
+    a ``+inf`` cluster term (chi-square exactly 0 with one dof) is dropped
+    here alone, whereas brutus drops that whole mixture entry.
+
+    Parameters
+    ----------
+    lnl_cluster : array (n_pts, n_obj)
+        Finite or ``-inf`` (no NaN markers: invalid rows carry ``log_w = -inf``).
+    lnl_outlier : array (n_obj,)
+    log_w : array (n_pts,)
+        Log integration weights, ``-inf`` for rows outside the integral.
+    cluster_prob, field_fraction : scalar
+
+    Returns
+    -------
+    lnl_obj : array (n_obj,)
+        Finite or ``-inf``.
+    """
+    lc = jnp.asarray(lnl_cluster)
+    lo = jnp.asarray(lnl_outlier)
+    log_w = jnp.asarray(log_w)
+    wc = cluster_prob * (1.0 - field_fraction)
+    wo = 1.0 - wc
+    lc_ok = jnp.isfinite(lc)
+    w_ok = jnp.isfinite(log_w)
+    lw = jnp.where(w_ok, log_w, 0.0)
+    row_ok = w_ok & ((jnp.any(lc_ok, axis=1) & (wc > 0.0))
+                     | (jnp.any(jnp.isfinite(lo)) & (wo > 0.0)))
+    ln_z = safe_logsumexp(jnp.where(row_ok, lw, -jnp.inf), axis=0)
+    z_ok = jnp.isfinite(ln_z)
+    ln_z_s = jnp.where(z_ok, ln_z, 0.0)
+    a = safe_logsumexp(jnp.where(row_ok[:, None] & lc_ok, lc + lw[:, None], -jnp.inf), axis=0)
+    out = mixture_loglike(a, lo + ln_z_s, cluster_prob, field_fraction) - ln_z_s
+    return jnp.where(z_ok & ~jnp.isnan(out), out, -jnp.inf)
