@@ -8,8 +8,9 @@ chi-square (dim_prior) models.  The population is an analytic toy (mass monotone
 oldest EEPs dropping off with age, magnitudes analytic in mass / [Fe/H] / age plus
 A_V (a + b (R_V - 3.1)) + 5 log10(d / 10), binaries by brutus's StellarPop rules)
 offered both as ``get_seds_smf_grid_jax`` (PopSEDGrid) and as a brutus-style numpy
-``get_seds_smf_grid``; ``--real`` uses ``brutus_jax.core.StellarPop()`` for the JAX
-side instead (brutus still gets the toy: it cannot read our MIST tables).
+``get_seds_smf_grid``; ``--real`` uses ``brutus_jax.core.StellarPop`` (MIST, PS1 grizy +
+2MASS JHKs) for the JAX side, with stars simulated from it (brutus is then timed on the
+toy with the same shapes: it cannot use our MIST tables).
 
 Reported: compile time of ``jax.jit(jax.value_and_grad(isochrone_population_loglike))``,
 then median (min-max) over ``--repeats`` calls (each to ``block_until_ready``) at
@@ -146,6 +147,28 @@ def simulate(pop, nstar, nfilt, rng, truth):
     return flux, err, plx + perr * rng.normal(size=nstar), perr
 
 
+def simulate_real(pop, nstar, rng, truth):
+    """Members drawn from the real population's own SEDs (singles and q = 0.6, 0.9)."""
+    feh, loga, av, rv, dist, ff = truth
+    g = pop.get_seds_smf_grid_jax(np.array([0.0, 0.6, 0.9]), feh=feh, loga=loga, av=av, rv=rv,
+                                  eep=np.linspace(202.0, 808.0, 2000), dist=dist, mini_bound=0.08)
+    mags, ok = np.asarray(g.mags), np.asarray(g.sed_ok)
+    nfield = int(round(ff * nstar))
+    rows = []
+    for q in rng.choice([0, 0, 0, 0, 1, 2], nstar - nfield):
+        idx = np.flatnonzero(ok[q])
+        rows.append(mags[q, rng.choice(idx)])
+    mags = np.array(rows)
+    field = rng.uniform(mags.min(0), mags.max(0), (nfield, mags.shape[1]))
+    mags = np.vstack([mags, field])
+    flux = 10 ** (-0.4 * mags)
+    err = 0.03 * flux
+    flux = flux + err * rng.normal(size=flux.shape)
+    plx = np.concatenate([np.full(nstar - nfield, 1000.0 / dist), rng.uniform(0.2, 3, nfield)])
+    perr = np.full(nstar, 0.05)
+    return flux, err, plx + perr * rng.normal(size=nstar), perr
+
+
 def env_summary():
     lines = [f"python {platform.python_version()}, numpy {np.__version__}, jax {jax.__version__}, "
              f"backend {jax.default_backend()} ({jax.devices()[0].device_kind}), "
@@ -193,12 +216,9 @@ def main():
     jpop = toy
     if a.real:
         from brutus_jax.core import StellarPop
-        jpop = StellarPop()
-        nf = len(getattr(jpop, "filters", [])) or a.nfilt
-        if nf != a.nfilt:
-            print(f"--real: StellarPop has {nf} bands; simulating {nf}-band data from the toy")
-            toy, npop = Toy(nf), ToyNumpy(Toy(nf))
-            flux, err, plx, perr = simulate(npop, a.nstar, nf, rng, truth)
+        bands = ["PS_g", "PS_r", "PS_i", "PS_z", "PS_y", "2MASS_J", "2MASS_H", "2MASS_Ks"]
+        jpop = StellarPop(filters=bands[:a.nfilt])
+        flux, err, plx, perr = simulate_real(jpop, a.nstar, rng, truth)
     print(f"problem: {a.nstar} stars x {a.nsmf} SMF x {a.neep} EEP x {flux.shape[1]} bands "
           f"({a.nsmf * a.neep} grid rows), parallax, dim_prior=True, {a.dtype}, "
           f"{'real StellarPop' if a.real else 'toy population'}")
