@@ -155,15 +155,18 @@ def test_mist_sun(mist):
 
 
 def _dlogt_dloga(iso, feh, eep):
+    """jitted (d logt / d loga, (logt, ok)) over a vector of ages; the table is an argument."""
     table = iso.jax_table(jnp.float64)
+    e = jnp.asarray(eep)
+    col = iso.column("logt")
 
-    def f(loga):
-        p, ok = isochrone_predictions(table, feh, 0.0, loga, jnp.asarray(eep), iso.corr_cols, iso.interp,
-                                      False)
-        return p[:, iso.column("logt")], ok
+    def f(loga, t):
+        p, ok = isochrone_predictions(t, feh, 0.0, loga, e, iso.corr_cols, iso.interp, False)
+        return p[:, col], ok
 
-    g = jax.jit(jax.vmap(jax.jacfwd(lambda a: f(a)[0])))
-    return g, jax.jit(jax.vmap(f))
+    g = jax.jit(jax.vmap(jax.jacfwd(lambda a, t: f(a, t)[0]), in_axes=(0, None)))
+    v = jax.jit(jax.vmap(f, in_axes=(0, None)))
+    return (lambda x: g(x, table)), (lambda x: v(x, table))
 
 
 @pytest.mark.mist
@@ -198,11 +201,11 @@ def test_kernel_gradients_finite_beyond_isochrone_end(mist):
     table = mist.jax_table(jnp.float64)
     eep = jnp.linspace(202.0, 1700.0, 64)
 
-    def loss(th):
-        p, ok = isochrone_predictions(table, th[0], 0.0, th[1], eep, mist.corr_cols, "cubic", True)
+    def loss(th, t):
+        p, ok = isochrone_predictions(t, th[0], 0.0, th[1], eep, mist.corr_cols, "cubic", True)
         return jnp.sum(jnp.where(ok[:, None], p, 0.0)), ok
 
-    (v, ok), g = jax.jit(jax.value_and_grad(loss, has_aux=True))(jnp.array([0.1, 9.8]))
+    (v, ok), g = jax.jit(jax.value_and_grad(loss, has_aux=True))(jnp.array([0.1, 9.8]), table)
     assert 0 < int(ok.sum()) < eep.size  # some rows beyond the end
     assert np.all(np.isfinite(np.asarray(g))) and np.isfinite(float(v))
     # float32 table gives the same to float32 precision

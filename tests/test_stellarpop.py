@@ -143,7 +143,8 @@ def test_bc_magnitudes_match_grid_models(pop):
     for av, rv in ((0.0, 3.3), (1.0, 3.1), (1.0, 4.0)):
         ours = np.asarray(f(table, params["logt"], params["logg"], labels["feh"], params["logl"], av, rv, 1000.0))
         ref = coeffs[..., 0] + av * (coeffs[..., 1] + rv * coeffs[..., 2])
-        assert np.abs(ours - ref).max() < 0.01, (av, rv, np.abs(ours - ref).max())
+        # same forward model as the grid builder: float32 storage of the grid is the only difference
+        assert np.abs(ours - ref).max() < 1e-4, (av, rv, np.abs(ours - ref).max())
 
 
 @pytest.mark.mist
@@ -170,23 +171,25 @@ def test_gradients_match_finite_differences(pop):
     eep = np.linspace(260.0, 560.0, 33)
     w = np.random.default_rng(0).uniform(0.5, 1.5, (3, 33, pop.NFILT))
 
-    def total(th):
+    data = pop.jax_data(jnp.float64)
+
+    def total(th, data):
         g = pop.get_seds_smf_grid_jax(smf, feh=th[0], loga=th[1], eep=eep, av=th[2], rv=th[3], dist=th[4],
-                                      mini_bound=0.3)
+                                      mini_bound=0.3, data=data)
         return jnp.sum(jnp.where(g.sed_ok[..., None], w * g.mags, 0.0)), g.sed_ok
 
-    f = jax.jit(lambda th: total(th)[0])
-    grad = jax.jit(jax.grad(f))
+    vg = jax.jit(jax.value_and_grad(total, has_aux=True))
+    f = jax.jit(lambda th, d: total(th, d)[0])
     steps = np.array([1e-6, 1e-6, 1e-6, 1e-6, 1e-3])
     for th in (np.array([0.05, 9.27, 0.4, 3.3, 900.0]), np.array([-0.6, 9.98, 1.2, 2.8, 150.0])):
-        ok = np.asarray(jax.jit(lambda t: total(t)[1])(jnp.asarray(th)))
+        (_, ok), g = vg(jnp.asarray(th), data)
+        ok, g = np.asarray(ok), np.asarray(g)
         assert 0 < ok.sum() < ok.size or th[1] < 9.5
-        g = np.asarray(grad(jnp.asarray(th)))
         assert np.all(np.isfinite(g))
         for j in range(5):
             e = np.zeros(5)
             e[j] = steps[j]
-            fd = (float(f(jnp.asarray(th + e))) - float(f(jnp.asarray(th - e)))) / (2 * steps[j])
+            fd = (float(f(jnp.asarray(th + e), data)) - float(f(jnp.asarray(th - e), data))) / (2 * steps[j])
             np.testing.assert_allclose(g[j], fd, rtol=1e-4, atol=1e-6 * abs(fd) + 1e-8)
 
 
@@ -203,9 +206,10 @@ def test_float32_matches_float64_and_no_nan_gradient_at_edges(pop):
     d = np.abs(np.asarray(g32.mags, float) - np.asarray(g64.mags))[both]
     assert d.max() < 5e-3
     # gradient through the whole jitted contract at an old age (many invalid rows) is finite
-    def loss(th):
-        g = pop.get_seds_smf_grid_jax(smf, feh=th[0], loga=th[1], eep=eep, av=th[2], rv=th[3], dist=th[4])
+    def loss(th, data):
+        g = pop.get_seds_smf_grid_jax(smf, feh=th[0], loga=th[1], eep=eep, av=th[2], rv=th[3], dist=th[4],
+                                      data=data)
         return jnp.sum(jnp.where(g.sed_ok[..., None], g.mags, 0.0)) + jnp.sum(jnp.where(g.mini_ok, g.mini, 0.0))
 
-    gr = jax.jit(jax.grad(loss))(jnp.array([0.3, 10.2, 0.0, 3.3, 100.0]))
+    gr = jax.jit(jax.grad(loss))(jnp.array([0.3, 10.2, 0.0, 3.3, 100.0]), pop.jax_data(jnp.float64))
     assert np.all(np.isfinite(np.asarray(gr)))

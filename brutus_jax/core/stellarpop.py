@@ -40,7 +40,7 @@ def _default_dtype():
 def bc_sed_table(bc_path, filters):
     """Numpy :class:`BCSEDTable` for ``filters`` (tuple) from ``bc_tables.h5``.
 
-    ``k31`` is the grid builder's weighted A_V slope on ``AV_LATTICE`` at each
+    ``BC0`` is the table at A_V = 0; ``k31`` is the grid builder's weighted A_V slope on ``AV_LATTICE`` at each
     (feh, log Teff, logg) node; ``rel`` the band-averaged G23 relative R_V
     slope of ``data.build._relative_slope_interpolator`` (cached on disk under
     ``<data_dir>/cache``); bands without a filter curve get ``b_abs`` from
@@ -52,6 +52,8 @@ def bc_sed_table(bc_path, filters):
     bct = BCTable(bc_path, filters)
     nb = len(filters)
     fn, an, tn, gn = bct.feh_nodes, bct.av_nodes, bct.logt_nodes, bct.logg_nodes
+    if an[0] != 0.0:
+        raise ValueError(f"bc_path: the A_V axis of {bc_path} must start at 0 (got {an[0]})")
     bc = np.empty((fn.size, an.size, tn.size, gn.size, nb))
     for bands, rgi in bct._interp.values():
         vals = np.asarray(rgi.values)
@@ -74,7 +76,7 @@ def bc_sed_table(bc_path, filters):
     for i, f in enumerate(filters):
         if f not in SPECLITE_NAMES:
             _, babs[..., i], _ = rv_coefficients(k31[..., i])
-    return BCSEDTable(fn, an, tn, gn, bc, np.concatenate([k31, rel, babs], axis=-1))
+    return BCSEDTable(fn, tn, gn, np.concatenate([bc[:, 0], k31, rel, babs], axis=-1))
 
 
 def _relative_slopes(bc_path, bands, axes):

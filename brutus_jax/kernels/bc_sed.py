@@ -4,12 +4,19 @@ Two SED back ends, both ``m = Mbol - BC + 5 log10(d / 10 pc)`` with
 ``Mbol = 4.74 - 2.5 log10(L / Lsun)`` (brutus's convention; the lachesis MIST
 ``Mbol`` column equals it to 1e-6 mag):
 
-* :func:`bc_table_mags` -- the MIST/C3K BC table (astroLACHESIS), multilinear
-  in ([Fe/H]_surf, A_V, log Teff, logg) and clamped to the table (as
-  ``brutus_jax.data.bolometric.BCTable`` and the grid builder), at R_V = 3.1,
-  plus the grid's R_V term ``A_V b (R_V - 3.1)`` with ``b = rel k31 + b_abs``
-  interpolated in (feh, log Teff, logg) exactly as ``data/build.py`` computes
-  its ``b`` coefficient per model.
+* :func:`bc_table_mags` -- the MIST/C3K BC table (astroLACHESIS) with the
+  model grid's forward model (``data/build.py``)::
+
+      m = Mbol - BC(A_V = 0) + A_V (k31 + b (R_V - 3.1)) + mu
+
+  ``BC(A_V = 0)``, ``k31`` (the weighted A_V slope of the table's A_V axis at
+  R_V = 3.1, on brutus's A_V lattice) and ``b = rel k31 + b_abs`` (G23
+  band-averaged R_V slope) are interpolated multilinearly in ([Fe/H]_surf,
+  log Teff, logg), clamped to the table, exactly as the grid builder does per
+  model.  Linear in A_V: no derivative kinks at the table's 13 A_V nodes
+  (HMC), and the same magnitudes as the fitted grids; the table's own A_V
+  curvature differs from the line by <= 0.0015 mag at A_V = 1 (grows for
+  A_V >> 1.5, the end of the lattice the slope is fitted on).
 * :func:`nn_mags` -- brutus's per-band MLP (``nn_c3k.h5`` format):
   ``BC = W3 s(W2 s(W1 x^ + b1) + b2) + b3``, ``s`` the logistic function,
   ``x^ = (x - xmin)/(xmax - xmin)``, ``x = [Teff [K], logg, feh_surf, afe, A_V, R_V]``;
@@ -36,21 +43,18 @@ _LN10 = math.log(10.0)
 
 
 class BCSEDTable(NamedTuple):
-    """BC lattice and R_V-slope tables (pytree).
+    """BC and reddening-slope lattice (pytree).
 
-    feh, av, logt, logg : ascending axes ([dex], [mag], log10 K, log10 cgs).
-    bc : (n_feh, n_av, n_logt, n_logg, n_band) bolometric corrections at R_V = 3.1.
-    kb : (n_feh, n_logt, n_logg, 3 n_band) = [k31 | rel | b_abs]: dm/dA_V at
-        R_V = 3.1 (the grid's weighted line), relative R_V slope and absolute
-        R_V slope (bands without a filter curve); ``b = rel * k31 + b_abs``.
+    feh, logt, logg : ascending axes ([dex], log10 K, log10 cgs).
+    coef : (n_feh, n_logt, n_logg, 4 n_band) = [BC0 | k31 | rel | b_abs]:
+        BC at A_V = 0, dm/dA_V at R_V = 3.1, relative and absolute R_V slopes
+        (``b = rel * k31 + b_abs``; ``b_abs`` only for bands without a filter curve).
     """
 
     feh: jax.Array
-    av: jax.Array
     logt: jax.Array
     logg: jax.Array
-    bc: jax.Array
-    kb: jax.Array
+    coef: jax.Array
 
 
 class NNWeights(NamedTuple):
@@ -113,7 +117,7 @@ def bc_table_mags(table, logt, logg, feh, logl, av, rv, dist):
     -------
     mags : (..., n_band).
     """
-    dtype = table.bc.dtype
+    dtype = table.coef.dtype
     logt, logg, feh, logl = (jnp.asarray(x, dtype) for x in (logt, logg, feh, logl))
     logt, logg, feh, logl = jnp.broadcast_arrays(logt, logg, feh, logl)
     av = jnp.asarray(av, dtype)
@@ -122,15 +126,12 @@ def bc_table_mags(table, logt, logg, feh, logl, av, rv, dist):
     i_f, t_f = _clamped_bracket(table.feh, feh)
     i_t, t_t = _clamped_bracket(table.logt, logt)
     i_g, t_g = _clamped_bracket(table.logg, logg)
-    avb = jnp.broadcast_to(av, logt.shape)
-    i_a, t_a = _clamped_bracket(table.av, avb)
-    bc = _lerp_corners(table.bc, [i_f, i_a, i_t, i_g], [t_f, t_a, t_t, t_g])
-    nb = table.bc.shape[-1]
-    kb = _lerp_corners(table.kb, [i_f, i_t, i_g], [t_f, t_t, t_g])
-    k31, rel, babs = kb[..., :nb], kb[..., nb:2 * nb], kb[..., 2 * nb:]
-    b = rel * k31 + babs
+    c = _lerp_corners(table.coef, [i_f, i_t, i_g], [t_f, t_t, t_g])
+    nb = table.coef.shape[-1] // 4
+    bc0, k31, rel, babs = (c[..., j * nb:(j + 1) * nb] for j in range(4))
+    red = k31 + (rel * k31 + babs) * (rv - 3.1)[..., None]
     mu = 5.0 * jnp.log10(dist) - 5.0
-    return (MBOL_SUN - 2.5 * logl)[..., None] - bc + (av * (rv - 3.1))[..., None] * b + mu
+    return (MBOL_SUN - 2.5 * logl)[..., None] - bc0 + av[..., None] * red + mu
 
 
 def nn_mags(weights, logt, logg, feh, afe, logl, av, rv, dist):
