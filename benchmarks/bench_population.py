@@ -237,7 +237,7 @@ def main():
     med, lo, hi = timed(lambda k: vg(thetas[k % len(thetas)], data), a.repeats)
     print(f"brutus_jax jit(value_and_grad): first call (compile + run) {t_compile:.2f} s; "
           f"median {med * 1e3:.0f} ms ({lo * 1e3:.0f}-{hi * 1e3:.0f}) over {a.repeats}; "
-          f"cache size {vg._cache_size()}")
+          f"cache size {getattr(vg, '_cache_size', lambda: '?')()}")
     print(f"  lnL = {float(v0):.6f}, grad = {np.asarray(g0)}")
     vj = jax.jit(lnl)
     jax.block_until_ready(vj(thetas[0], data))

@@ -281,6 +281,7 @@ def test_gradient_matches_finite_differences(jit_vg, data, theta):
 def test_single_compile_and_no_nan_gradients(jit_vg, data):
     thetas = [TRUTH, [0.1, 9.9, 0.1, 3.1, 700.0, 0.5], [0.0, 9.6, 0.3, 3.3, 800.0, 0.0],
               [0.0, 9.6, 0.3, 3.3, 800.0, 1.0], [0.0, 10.6, 0.3, 3.3, 800.0, 0.2],
+              [0.0, 14.0, 0.3, 3.3, 800.0, 0.2],  # every EEP off the isochrone: no valid row
               [0.0, 9.6, 0.3, 3.3, -5.0, 0.2], [0.0, 9.6, 0.3, 3.3, 800.0, 1.5],
               [np.nan, 9.6, 0.3, 3.3, 800.0, 0.2]]
     before = jit_vg._cache_size()
