@@ -69,7 +69,7 @@ def test_binaries_match_astro_brutus(synth, brutus_oracle):
                       verbose=False)
     smf = np.array([0.0, 0.2, 0.45, 0.7, 0.95, 1.0, 1.3])
     cases = [dict(feh=0.1, loga=9.1, av=0.3, rv=3.1, dist=800.0),
-             dict(feh=-0.2, loga=9.33, eep=np.linspace(200.0, 560.0, 97), av=0.8, rv=3.6, dist=2500.0,
+             dict(feh=-0.2, loga=9.33, eep=np.linspace(200.0, 560.0, 80), av=0.8, rv=3.6, dist=2500.0,
                   mini_bound=0.3, eep_binary_max=430.0),
              dict(feh=0.0, loga=9.0, eep=np.linspace(230.0, 520.0, 41), mini_bound=0.2, apply_corr=False)]
     counts = np.zeros(3)
@@ -181,10 +181,12 @@ def test_gradients_match_finite_differences(pop):
     vg = jax.jit(jax.value_and_grad(total, has_aux=True))
     f = jax.jit(lambda th, d: total(th, d)[0])
     steps = np.array([1e-6, 1e-6, 1e-6, 1e-6, 1e-3])
-    for th in (np.array([0.05, 9.27, 0.4, 3.3, 900.0]), np.array([-0.6, 9.98, 1.2, 2.8, 150.0])):
+    # second point: loga = 10.1 is an isochrone node and A_V = 0 (regression: jnp.clip halves derivatives
+    # at ties), old enough for rows beyond the end of the isochrone
+    for th in (np.array([0.05, 9.27, 0.45, 3.3, 900.0]), np.array([-0.6, 10.1, 0.0, 2.8, 100.0])):
         (_, ok), g = vg(jnp.asarray(th), data)
         ok, g = np.asarray(ok), np.asarray(g)
-        assert 0 < ok.sum() < ok.size or th[1] < 9.5
+        assert 0 < ok.sum() < ok.size or th[1] < 10.0  # old: rows beyond the isochrone end
         assert np.all(np.isfinite(g))
         for j in range(5):
             e = np.zeros(5)
@@ -194,22 +196,14 @@ def test_gradients_match_finite_differences(pop):
 
 
 @pytest.mark.mist
-def test_float32_matches_float64_and_no_nan_gradient_at_edges(pop):
-    smf = np.linspace(0.0, 1.0, 5)
-    eep = np.linspace(202.0, 808.0, 120)
+def test_float32_matches_float64(pop):
+    smf = np.array([0.0, 0.5, 1.0])
+    eep = np.linspace(260.0, 560.0, 33)
     kw = dict(feh=0.1, loga=9.5, eep=eep, av=0.5, rv=3.1, dist=500.0)
     g64 = pop.get_seds_smf_grid_jax(smf, **kw)
     g32 = pop.get_seds_smf_grid_jax(jnp.asarray(smf, jnp.float32), **kw)
     assert g32.mags.dtype == jnp.float32 and g64.mags.dtype == jnp.float64
     both = np.asarray(g32.sed_ok & g64.sed_ok)
-    assert both.sum() >= 0.98 * np.asarray(g64.sed_ok).sum()
+    assert both.sum() >= 0.98 * np.asarray(g64.sed_ok).sum() and both.sum() > 50
     d = np.abs(np.asarray(g32.mags, float) - np.asarray(g64.mags))[both]
     assert d.max() < 5e-3
-    # gradient through the whole jitted contract at an old age (many invalid rows) is finite
-    def loss(th, data):
-        g = pop.get_seds_smf_grid_jax(smf, feh=th[0], loga=th[1], eep=eep, av=th[2], rv=th[3], dist=th[4],
-                                      data=data)
-        return jnp.sum(jnp.where(g.sed_ok[..., None], g.mags, 0.0)) + jnp.sum(jnp.where(g.mini_ok, g.mini, 0.0))
-
-    gr = jax.jit(jax.grad(loss))(jnp.array([0.3, 10.2, 0.0, 3.3, 100.0]), pop.jax_data(jnp.float64))
-    assert np.all(np.isfinite(np.asarray(gr)))

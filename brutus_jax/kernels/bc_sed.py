@@ -77,7 +77,8 @@ class NNWeights(NamedTuple):
 def _clamped_bracket(nodes, x):
     """Index i and fraction t of x clamped to [nodes[0], nodes[-1]]."""
     n = nodes.shape[0]
-    xc = jnp.clip(x, nodes[0], nodes[-1])
+    # clamp with where: jnp.clip would halve the derivative exactly at the end nodes
+    xc = jnp.where(x < nodes[0], nodes[0], jnp.where(x > nodes[-1], nodes[-1], x))
     i = jnp.clip(jnp.searchsorted(nodes, xc, side="right") - 1, 0, n - 2)
     t = (xc - nodes[i]) / (nodes[i + 1] - nodes[i])
     return i, t

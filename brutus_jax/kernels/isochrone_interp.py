@@ -65,6 +65,11 @@ class IsochroneTable(NamedTuple):
     valid: jax.Array
 
 
+def _clip01(t):
+    """clip to [0, 1] with the full derivative at the ends (jnp.clip halves it at ties)."""
+    return jnp.where(t < 0.0, jnp.zeros_like(t), jnp.where(t > 1.0, jnp.ones_like(t), t))
+
+
 def bracket(nodes, x):
     """brutus/scipy bracketing: lower index ``i``, fraction ``t`` and in-range flag.
 
@@ -75,7 +80,7 @@ def bracket(nodes, x):
     n = nodes.shape[0]
     i = jnp.clip(jnp.searchsorted(nodes, x, side="right") - 1, 0, n - 2)
     lo, hi = nodes[i], nodes[i + 1]
-    t = jnp.clip((x - lo) / (hi - lo), 0.0, 1.0)
+    t = _clip01((x - lo) / (hi - lo))
     inside = (x >= nodes[0]) & (x <= nodes[-1])
     return i, t, inside
 

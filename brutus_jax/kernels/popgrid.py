@@ -92,7 +92,7 @@ def _interp_sorted(xs, ys, n_valid, x):
     den = x1 - x0
     good = den > 0
     t = jnp.where(good, (x - x0) / jnp.where(good, den, 1.0), 0.0)
-    t = jnp.clip(t, 0.0, 1.0)
+    t = jnp.where(t < 0.0, 0.0, jnp.where(t > 1.0, 1.0, t))  # not jnp.clip: full derivative at ties
     y = ys[j] + t * (ys[j + 1] - ys[j])
     last = xs[jnp.maximum(n_valid - 1, 0)]
     inside = (n_valid >= 1) & (x >= xs[0]) & (x <= last)
