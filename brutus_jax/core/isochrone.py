@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..kernels.isochrone_interp import (DEFAULT_CORR_PARAMS, IsochroneTable, isochrone_on_nodes,
+from ..kernels.isochrone_interp import (DEFAULT_CORR_PARAMS, IsochroneTable, ghost_fill, isochrone_on_nodes,
                                         isochrone_predictions)
 
 __all__ = ["Isochrone", "DEFAULT_PREDICTIONS", "read_brutus_isochrones", "read_mist_lachesis"]
@@ -99,7 +99,8 @@ def read_mist_lachesis(path, max_eep=None):
 def _dense_table(axes, values):
     valid = np.all(np.isfinite(values), axis=-1)
     filled = np.where(valid[..., None], values, 0.0)
-    return IsochroneTable(axes["feh"], axes["afe"], axes["loga"], axes["eep"], filled, valid)
+    ghosted, usable = ghost_fill(axes["feh"], axes["loga"], filled, valid)
+    return IsochroneTable(axes["feh"], axes["afe"], axes["loga"], axes["eep"], ghosted, valid, usable)
 
 
 @functools.lru_cache(maxsize=2)
@@ -173,7 +174,7 @@ class Isochrone:
         if dtype not in self._tables:
             t = self._table_np
             self._tables[dtype] = IsochroneTable(*(jnp.asarray(a, dtype) for a in t[:5]),
-                                                 jnp.asarray(t.valid))
+                                                 jnp.asarray(t.valid), jnp.asarray(t.usable))
         return self._tables[dtype]
 
     def column(self, name):

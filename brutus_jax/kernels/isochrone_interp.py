@@ -15,9 +15,13 @@ every node, which makes likelihood surfaces of cluster fits jagged for HMC.
 Hermite splines in loga and then in feh, with node tangents from the 3-point
 (parabola, "Bessel") formula ``m_k = (h_{k-1} d_k + h_k d_{k-1}) / (h_{k-1} + h_k)``
 (= Catmull-Rom on uniform nodes; ``d`` are secant slopes, ``h`` node gaps).
-The result passes through the table at nodes and is C1 in (feh, loga) wherever
-the four nodes around a cell exist; next to a missing node or the table edge
-the tangent falls back to the one-sided secant (still continuous in value).
+The result passes through the table at nodes.  Tangents next to the end of an
+isochrone (EEP ranges change with age and [Fe/H]) use *ghost* nodes: missing
+entries adjacent to existing ones are filled on the host by linear
+extrapolation along loga, then along feh (:func:`ghost_fill`), flagged
+``usable`` (for tangents) but not ``valid``.  The tangent rule therefore never
+switches inside the valid region and the interpolant is C1 in (feh, loga)
+wherever it is valid (one-sided secants only at the table's outer edges).
 afe is interpolated linearly (MIST has one afe node).
 
 Validity (both methods) follows brutus's ``RegularGridInterpolator`` exactly:
@@ -36,8 +40,9 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
-__all__ = ["IsochroneTable", "isochrone_on_nodes", "interp_eep", "empirical_corrections",
+__all__ = ["IsochroneTable", "ghost_fill", "isochrone_on_nodes", "interp_eep", "empirical_corrections",
            "isochrone_predictions", "DEFAULT_CORR_PARAMS", "bracket"]
 
 #: (dtdm, drdm, msto_smooth, feh_scale) of brutus's empirical low-mass corrections
@@ -55,6 +60,7 @@ class IsochroneTable(NamedTuple):
     feh, afe, loga, eep : 1-D arrays of ascending node values ([dex], [dex], [log10 yr], EEP).
     values : (n_feh, n_afe, n_loga, n_eep, n_pred) predictions, finite fill where not valid.
     valid : (n_feh, n_afe, n_loga, n_eep) bool.
+    usable : (n_feh, n_afe, n_loga, n_eep) bool, valid or ghost (tangents only).
     """
 
     feh: jax.Array
@@ -63,6 +69,7 @@ class IsochroneTable(NamedTuple):
     eep: jax.Array
     values: jax.Array
     valid: jax.Array
+    usable: jax.Array
 
 
 def _clip01(t):
@@ -85,12 +92,13 @@ def bracket(nodes, x):
     return i, t, inside
 
 
-def _hermite_axis(p, ok, x4, t, cubic):
+def _hermite_axis(p, ok, use, x4, t, cubic):
     """Interpolate along axis 0 of ``p`` (4, ...) at fraction t of cell [x4[1], x4[2]].
 
     ``p``: values at the 4 nodes i-1, i, i+1, i+2; ``ok``: (4, ...) validity;
-    ``x4``: (4,) node positions (outer ones may be duplicates when missing;
-    those are flagged invalid in ``ok``).  Returns (value, ok of the cell).
+    ``use``: (4, ...) usable for tangents (valid or ghost; False beyond the
+    axis ends); ``x4``: (4,) node positions (duplicates beyond the ends).
+    Returns (value, ok of the cell).
     """
     cell_ok = ok[1] & ok[2]
     if not cubic:
@@ -104,8 +112,8 @@ def _hermite_axis(p, ok, x4, t, cubic):
     d0 = (p[2] - p[1]) / h  # secant of the cell
     dm = (p[1] - p[0]) / hm_s
     dp = (p[3] - p[2]) / hp_s
-    m1 = jnp.where(ok[0] & (hm > 0), (hm * d0 + h * dm) / (hm_s + h), d0)
-    m2 = jnp.where(ok[3] & (hp > 0), (hp * d0 + h * dp) / (hp_s + h), d0)
+    m1 = jnp.where(use[0] & (hm > 0), (hm * d0 + h * dm) / (hm_s + h), d0)
+    m2 = jnp.where(use[3] & (hp > 0), (hp * d0 + h * dp) / (hp_s + h), d0)
     t2 = t * t
     t3 = t2 * t
     h00 = 2 * t3 - 3 * t2 + 1
@@ -156,20 +164,87 @@ def isochrone_on_nodes(table, feh, afe, loga, method="cubic"):
     if table.afe.shape[0] == 1:
         p = table.values[fi, 0, li]  # (4, 4, n_eep, n_pred)
         oka = table.valid[fi, 0, li]
+        usa = table.usable[fi, 0, li]
         afe_in = jnp.abs(afe - table.afe[0]) <= _AFE_PAD
     else:
         ia, ta, afe_in = bracket(table.afe, afe)
         p = (1 - ta) * table.values[fi, ia, li] + ta * table.values[fi, ia + 1, li]
         oka = table.valid[fi, ia, li] & table.valid[fi, ia + 1, li]
-    ok = oka & fex[:, None, None] & lex[None, :, None]  # (4, 4, n_eep)
-    # along loga for each of the 4 feh nodes
-    pl, okl = jax.vmap(lambda pp, oo: _hermite_axis(pp, oo[..., None], lx, tl, cubic),
-                       in_axes=(0, 0))(p, ok)
+        usa = table.usable[fi, ia, li] & table.usable[fi, ia + 1, li]
+    edge = fex[:, None, None] & lex[None, :, None]
+    ok = oka & edge  # (4, 4, n_eep)
+    use = usa & edge
+    # along loga for each of the 4 feh nodes (cell ok: valid; cell use: usable)
+    pl, okl = jax.vmap(lambda pp, oo, uu: _hermite_axis(pp, oo[..., None], uu[..., None], lx, tl, cubic))(p, ok, use)
     okl = okl[..., 0]  # (4, n_eep)
-    val, okv = _hermite_axis(pl, okl[..., None], fx, tf, cubic)
+    usl = use[:, 1] & use[:, 2]
+    val, okv = _hermite_axis(pl, okl[..., None], usl[..., None], fx, tf, cubic)
     okv = okv[..., 0] & feh_in & loga_in & afe_in
     val = jnp.where(okv[:, None], val, jnp.zeros((), dtype))
     return val, okv
+
+
+def _ghost_axis(values, usable, x, axis):
+    """One layer of ghost nodes along ``axis`` (numpy, host): entries not usable
+    next to usable ones get the linear extrapolation of their two usable
+    neighbours on that side (the neighbour itself if only one), or the linear
+    interpolation when both sides are usable.  Returns new (values, usable)."""
+    v = np.moveaxis(values, axis, 0)
+    u = np.moveaxis(usable, axis, 0)
+    x = np.asarray(x, float)
+    n = v.shape[0]
+    shp = (n,) + (1,) * (v.ndim - 1)
+    xs = x.reshape(shp)
+    if n < 2:
+        return values, usable
+    # from the left neighbour (k-1) and the right neighbour (k+1)
+    lu = np.zeros_like(u)
+    lu[1:] = u[:-1]
+    ru = np.zeros_like(u)
+    ru[:-1] = u[1:]
+    lv = np.zeros_like(v)
+    lv[1:] = v[:-1]
+    rv = np.zeros_like(v)
+    rv[:-1] = v[1:]
+    l2 = np.zeros_like(u)
+    l2[2:] = u[:-2] & u[1:-1]
+    r2 = np.zeros_like(u)
+    r2[:-2] = u[2:] & u[1:-1]
+    lslope = np.zeros_like(v)
+    lslope[2:] = (v[1:-1] - v[:-2]) / (xs[1:-1] - xs[:-2])
+    rslope = np.zeros_like(v)
+    rslope[:-2] = (v[2:] - v[1:-1]) / (xs[2:] - xs[1:-1])
+    dxl = np.zeros(shp)  # x[k] - x[k-1]
+    dxl[1:] = xs[1:] - xs[:-1]
+    dxr = np.zeros(shp)  # x[k+1] - x[k]
+    dxr[:-1] = xs[1:] - xs[:-1]
+    ext_l = lv + np.where(l2[..., None], lslope, 0.0) * dxl
+    ext_r = rv - np.where(r2[..., None], rslope, 0.0) * dxr
+    both = lu & ru
+    dl, dr = dxl[..., 0], dxr[..., 0]
+    wl = np.where(both, dr / np.where(both, dl + dr, 1.0), 0.0)
+    interp = wl[..., None] * lv + (1.0 - wl[..., None]) * rv
+    fill = ~u & (lu | ru)
+    ghost = np.where(both[..., None], interp, np.where(lu[..., None], ext_l, ext_r))
+    out_v = np.where(fill[..., None], ghost, v)
+    out_u = u | fill
+    return np.moveaxis(out_v, 0, axis), np.moveaxis(out_u, 0, axis)
+
+
+def ghost_fill(feh, loga, values, valid):
+    """Host (numpy) ghost nodes for tangents: one layer along loga, then one
+    along feh.  ``values`` (n_feh, n_afe, n_loga, n_eep, n_pred) finite where
+    valid.  Returns (values with ghosts, usable mask)."""
+    out = np.empty(values.shape, float)
+    use = np.empty(valid.shape, bool)
+    step = 64  # EEP chunks keep the temporaries small (the MIST table is ~180 MB)
+    for e0 in range(0, values.shape[3], step):
+        sl = slice(e0, e0 + step)
+        v, u = _ghost_axis(values[:, :, :, sl], valid[:, :, :, sl], loga, axis=2)
+        v, u = _ghost_axis(v, u, feh, axis=0)
+        out[:, :, :, sl] = np.where(u[..., None], v, 0.0)
+        use[:, :, :, sl] = u
+    return out, use
 
 
 def interp_eep(eep_nodes, vals, ok, eep):
