@@ -141,6 +141,11 @@ def _bc_sed_fn(table, logt, logg, feh, afe, logl, av, rv, dist):
     return m, jnp.ones(m.shape[:-1], bool)
 
 
+def _bc_sed_fn_cubic(table, logt, logg, feh, afe, logl, av, rv, dist):
+    m = bc_table_mags(table, logt, logg, feh, logl, av, rv, dist, feh_cubic=True)
+    return m, jnp.ones(m.shape[:-1], bool)
+
+
 def _nn_sed_fn(weights, logt, logg, feh, afe, logl, av, rv, dist):
     return nn_mags(weights, logt, logg, feh, afe, logl, av, rv, dist)
 
@@ -157,7 +162,11 @@ class StellarPop:
         builder's: Gaia EDR3 + DR2, PS1 grizy, 2MASS JHKs, WISE W1 W2), or
         every filter of ``nnfile`` when one is given.
     nnfile : path, optional
-        brutus's neural-network BC file; default: the MIST/C3K BC table.
+        brutus's neural-network BC file; default: the MIST/C3K BC table,
+        interpolated like the isochrone in [Fe/H]: cubic Hermite when
+        ``isochrone.interp == 'cubic'`` (C1 across [Fe/H] nodes), else
+        multilinear (exactly the grid builder's models); multilinear in
+        (log Teff, logg) and linear in A_V either way.
     verbose : bool
     """
 
@@ -176,7 +185,7 @@ class StellarPop:
 
             self.filters = check_filters(DEFAULT_FILTERS if filters is None else filters)
             self._sed_np = bc_sed_table(str(source_file("mist_bc_tables", verbose=verbose)), self.filters)
-            self._sed_fn = _bc_sed_fn
+            self._sed_fn = _bc_sed_fn_cubic if self.isochrone.interp == "cubic" else _bc_sed_fn
         else:
             self.filters, self._sed_np = read_nn_file(nnfile, filters)
             self._sed_fn = _nn_sed_fn

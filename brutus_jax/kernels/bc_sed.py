@@ -104,7 +104,38 @@ def _lerp_corners(cube, idx, ts):
     return jnp.einsum("...c,...cb->...b", w, vals)
 
 
-def bc_table_mags(table, logt, logg, feh, logl, av, rv, dist):
+def _feh_cubic_coef(table, feh, i_t, t_t, i_g, t_g):
+    """Coefficients cubic-Hermite in [Fe/H] (4 nodes, clamped), bilinear in (log Teff, logg)."""
+    from .isochrone_interp import _hermite_axis
+
+    nf, nt, ng, nc = table.coef.shape
+    flat = table.coef.reshape(nf * nt * ng, nc)
+    xc = jnp.where(feh < table.feh[0], table.feh[0], jnp.where(feh > table.feh[-1], table.feh[-1], feh))
+    i_f = jnp.clip(jnp.searchsorted(table.feh, xc, side="right") - 1, 0, nf - 2)
+    t_f = (xc - table.feh[i_f]) / (table.feh[i_f + 1] - table.feh[i_f])
+    f4 = i_f[None] + jnp.arange(-1, 3).reshape((4,) + (1,) * i_f.ndim)  # (4, ...)
+    exists = (f4 >= 0) & (f4 < nf)
+    f4c = jnp.clip(f4, 0, nf - 1)
+    base = f4c * (nt * ng) + i_t[None] * ng + i_g[None]
+    c = 0.0
+    for bt in (0, 1):
+        for bg in (0, 1):
+            w = (t_t if bt else 1.0 - t_t) * (t_g if bg else 1.0 - t_g)
+            c = c + w[None, ..., None] * jnp.take(flat, base + bt * ng + bg, axis=0)
+    # Hermite along [Fe/H]: one x4 per point -> vmap over the points
+    x4 = table.feh[f4c]  # (4, ...)
+    ok = exists[..., None]
+    lead = i_f.shape
+    cflat = c.reshape(4, -1, nc)
+    x4f = x4.reshape(4, -1)
+    okf = ok.reshape(4, -1, 1)
+    tf = t_f.reshape(-1)
+    val, _ = jax.vmap(lambda p, o, x, t: _hermite_axis(p, o, o, x, t, True),
+                      in_axes=(1, 1, 1, 0))(cflat, okf, x4f, tf)
+    return val.reshape(lead + (nc,))
+
+
+def bc_table_mags(table, logt, logg, feh, logl, av, rv, dist, feh_cubic=False):
     """Apparent magnitudes from the BC table.
 
     Parameters
@@ -113,6 +144,10 @@ def bc_table_mags(table, logt, logg, feh, logl, av, rv, dist):
     logt, logg, feh, logl : arrays (...) -- log10 Teff [K], log10 g [cgs],
         surface [Fe/H] [dex], log10 L/Lsun.
     av : A_V [mag]; rv : R_V; dist : distance [pc] (scalars or broadcastable).
+    feh_cubic : bool (static)
+        cubic Hermite in [Fe/H] (C1 across the table's 0.25-dex [Fe/H] nodes,
+        which coincide with the MIST isochrone nodes) instead of linear;
+        exact at the nodes.
 
     Returns
     -------
@@ -127,7 +162,10 @@ def bc_table_mags(table, logt, logg, feh, logl, av, rv, dist):
     i_f, t_f = _clamped_bracket(table.feh, feh)
     i_t, t_t = _clamped_bracket(table.logt, logt)
     i_g, t_g = _clamped_bracket(table.logg, logg)
-    c = _lerp_corners(table.coef, [i_f, i_t, i_g], [t_f, t_t, t_g])
+    if feh_cubic:
+        c = _feh_cubic_coef(table, feh, i_t, t_t, i_g, t_g)
+    else:
+        c = _lerp_corners(table.coef, [i_f, i_t, i_g], [t_f, t_t, t_g])
     nb = table.coef.shape[-1] // 4
     bc0, k31, rel, babs = (c[..., j * nb:(j + 1) * nb] for j in range(4))
     red = k31 + (rel * k31 + babs) * (rv - 3.1)[..., None]
