@@ -122,17 +122,15 @@ def _feh_cubic_coef(table, feh, i_t, t_t, i_g, t_g):
         for bg in (0, 1):
             w = (t_t if bt else 1.0 - t_t) * (t_g if bg else 1.0 - t_g)
             c = c + w[None, ..., None] * jnp.take(flat, base + bt * ng + bg, axis=0)
-    # Hermite along [Fe/H]: one x4 per point -> vmap over the points
-    x4 = table.feh[f4c]  # (4, ...)
-    ok = exists[..., None]
-    lead = i_f.shape
-    cflat = c.reshape(4, -1, nc)
-    x4f = x4.reshape(4, -1)
-    okf = ok.reshape(4, -1, 1)
-    tf = t_f.reshape(-1)
-    val, _ = jax.vmap(lambda p, o, x, t: _hermite_axis(p, o, o, x, t, True),
-                      in_axes=(1, 1, 1, 0))(cflat, okf, x4f, tf)
-    return val.reshape(lead + (nc,))
+    # Hermite along [Fe/H] is linear in the 4 node values: get the 4 weights per
+    # point (the interpolant of unit vectors), then contract with the coefficients
+    eye = jnp.eye(4, dtype=flat.dtype)
+    x4f = table.feh[f4c].reshape(4, -1).T  # (npts, 4)
+    exf = exists.reshape(4, -1).T
+    wts = jax.vmap(lambda o, x, t: _hermite_axis(eye, o[:, None], o[:, None], x, t, True)[0])(
+        exf, x4f, t_f.reshape(-1))  # (npts, 4)
+    w4 = jnp.moveaxis(wts.reshape(i_f.shape + (4,)), -1, 0)  # (4, ...)
+    return jnp.einsum("k...,k...c->...c", w4, c)
 
 
 def bc_table_mags(table, logt, logg, feh, logl, av, rv, dist, feh_cubic=False):
