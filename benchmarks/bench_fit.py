@@ -58,7 +58,7 @@ def main():
     import h5py
 
     from brutus_jax.analysis import BruteForce
-    from brutus_jax.analysis.bruteforce import _stage1, _stage2
+    from brutus_jax.analysis.bruteforce import _stage1_flux, _stage1_mag, _stage2
     from brutus_jax.core import StarGrid
     from brutus_jax.data import build_grid, load_models
 
@@ -91,7 +91,8 @@ def main():
         print(f"brutus_jax fit: {len(flux)} stars in {t_jax:.2f} s -> {1e3 * t_jax / len(flux):.1f} ms/star, "
               f"{len(flux) / t_jax:.1f} stars/s (batch {B}; first batch incl. compilation {t_warm:.1f} s, "
               f"first full run {t_first:.1f} s; "
-              f"{ok:.0%} ok; compiled stage1 x{_stage1._cache_size()}, stage2 x{_stage2._cache_size()})")
+              f"{ok:.0%} ok; compiled stage1 x{_stage1_mag._cache_size()} (flux stage x{_stage1_flux._cache_size()}), "
+              f"stage2 x{_stage2._cache_size()})")
         jax_ms = 1e3 * t_jax / len(flux)
 
         try:

@@ -13,7 +13,7 @@ import numpy.lib.recfunctions as rfn
 import pytest
 
 from brutus_jax.analysis import BruteForce
-from brutus_jax.analysis.bruteforce import _stage1, _stage2
+from brutus_jax.analysis.bruteforce import _stage1_finish, _stage1_flux, _stage1_mag, _stage2
 from brutus_jax.analysis.prior_setup import grid_lnprior
 from brutus_jax.core import StarGrid
 from brutus_jax.data.synthetic import make_synthetic_grid
@@ -198,11 +198,13 @@ def test_no_recompile_per_star_or_batch(synth, tmp_path):
     bf = BruteForce(grid, verbose=False)
     kw, _ = simulate(models, 12, seed=8)
     bf.fit(save_file=tmp_path / "c1.h5", rstate=3, verbose=False, batch_size=8, **kw)
-    n1, n2 = _stage1._cache_size(), _stage2._cache_size()
+    n1 = _stage1_mag._cache_size() + _stage1_finish._cache_size()
+    nf, n2 = _stage1_flux._cache_size(), _stage2._cache_size()
     kw, _ = simulate(models, 10, seed=9)  # other stars, a padded last batch
     bf.fit(save_file=tmp_path / "c2.h5", rstate=4, verbose=False, batch_size=8, **kw)
-    assert _stage1._cache_size() == n1
-    # stage 2 compiles once per K bucket, never per star
+    assert _stage1_mag._cache_size() + _stage1_finish._cache_size() == n1
+    # the flux stage and stage 2 compile once per capacity / K bucket, never per star
+    assert _stage1_flux._cache_size() - nf <= 1
     assert _stage2._cache_size() - n2 <= 1
 
 

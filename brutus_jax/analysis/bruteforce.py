@@ -1,17 +1,21 @@
 """BruteForce: every model of a grid against a batch of stars, in two jitted stages.
 
-Stage 1 (`_stage1`, a batch of B stars, vmapped in chunks): the per-model
-(scale, A_V, R_V) fit (`kernels.sedfit.fit_star`), the static prior, the
-parallax pre-selection prior and the selection mask.  Stage 2 (`_stage2`,
+Stage 1 (`_stage1`, a batch of B stars): the per-model (scale, A_V, R_V)
+fit (`kernels.sedfit.fit_star`) in three jitted calls -- the magnitude stage
+of every model (batch, vmapped in chunks), the flux stage of each star on its
+own selected models only, gathered into a static bucket of slots (one call
+per star, as brutus iterates only that subset), and the final evaluation of
+every model with the static prior, the parallax pre-selection prior and the
+selection mask (batch).  Stage 2 (`_stage2`,
 one call per star on the device-resident stage-1 batch): the star's
 selected models gathered into a static bucket of K slots
 (`kernels.selection`; K = the next of 256, 1024, 4096, 8192, ... above its
 selection size, at most ``max_models``), Monte-Carlo integration of the Galactic / dust / parallax
 priors and the posterior draws (`kernels.posterior`).
 
-Shapes are static: B is fixed for a run (the last batch is padded) and K
-takes at most ~6 values, so a run compiles stage 1 once and stage 2 once per
-K bucket, never per star.  Randomness: star ``i`` uses ``fold_in(key, i)``
+Shapes are static: B is fixed for a run (the last batch is padded), and the
+flux-stage capacity and K take a few bucket values each, so a run compiles
+each stage once per bucket, never per star.  Randomness: star ``i`` uses ``fold_in(key, i)``
 and its K depends on that star alone, so results do not depend on batching
 and a resumed run reproduces an uninterrupted one.
 """
@@ -31,7 +35,7 @@ from ..kernels.linalg3 import inverse3
 from ..kernels.posterior import draw_posterior, mc_integrate
 from ..kernels.galactic import galactic_prior_of_distance
 from ..kernels.priors import logp_extinction, logp_parallax, logp_parallax_scale
-from ..kernels.sedfit import fit_star, to_band_major
+from ..kernels.sedfit import fit_star, fit_star_finish, fit_star_flux, fit_star_mag, to_band_major
 from ..kernels.selection import gather_selected, select_mask
 from .fit_io import STATUS, FitOutput, fingerprint
 from .prior_setup import galactic_labels, grid_lnprior
@@ -63,14 +67,44 @@ def _chunk():
     return 4 if jax.default_backend() == "cpu" else None
 
 
-@functools.partial(jax.jit, static_argnames=("wt_thresh", "cdf_thresh", "dim_prior", "no_init_thresh", "chunk"))
-def _stage1(grid, lnprior, flux, err, mask, plx, plxe, avlim, av_gauss, rvlim, rv_gauss, ltol, ltol_subthresh,
-            init_thresh, *, wt_thresh, cdf_thresh, dim_prior, no_init_thresh, chunk=None):
+def _map(fn, xs, chunk):
+    """vmap over the batch, or lax.map in chunks of ``chunk`` stars (CPU cache)."""
+    if chunk is None or chunk >= jax.tree_util.tree_leaves(xs)[0].shape[0]:
+        return jax.vmap(fn)(xs)
+    return jax.lax.map(fn, xs, batch_size=chunk)
+
+
+@functools.partial(jax.jit, static_argnames=("no_init_thresh", "chunk"))
+def _stage1_mag(grid, flux, err, mask, plx, plxe, avlim, av_gauss, rvlim, rv_gauss, ltol, ltol_subthresh,
+                init_thresh, *, no_init_thresh, chunk=None):
+    """Stage 1a (batch): magnitude stage of every model and flux-stage selection."""
     def one(args):
         f, e, m, p, pe = args
-        fit = fit_star(grid, f, e, m, p, pe, avlim=avlim, av_gauss=av_gauss, rvlim=rvlim, rv_gauss=rv_gauss,
-                       dim_prior=dim_prior, ltol=ltol, ltol_subthresh=ltol_subthresh,
-                       init_thresh=None if no_init_thresh else init_thresh)
+        return fit_star_mag(grid, f, e, m, p, pe, avlim=avlim, av_gauss=av_gauss, rvlim=rvlim, rv_gauss=rv_gauss,
+                            ltol=ltol, ltol_subthresh=ltol_subthresh, init_thresh=init_thresh,
+                            select_all=no_init_thresh)
+
+    return _map(one, (flux, err, mask, plx, plxe), chunk)
+
+
+@functools.partial(jax.jit, static_argnames=("capacity",))
+def _stage1_flux(i, grid, flux, err, mask, mag, avlim, av_gauss, rvlim, rv_gauss, ltol, ltol_subthresh, *,
+                 capacity):
+    """Stage 1b (star ``i`` of the batch): flux stage on its selected models only,
+    gathered into ``capacity`` slots (one compile per capacity bucket)."""
+    mag_i = jax.tree_util.tree_map(lambda x: x[i], mag)
+    return fit_star_flux(grid, flux[i], err[i], mask[i], mag_i, capacity, avlim=avlim, av_gauss=av_gauss,
+                         rvlim=rvlim, rv_gauss=rv_gauss, ltol=ltol, ltol_subthresh=ltol_subthresh)
+
+
+@functools.partial(jax.jit, static_argnames=("wt_thresh", "cdf_thresh", "dim_prior", "chunk"))
+def _stage1_finish(grid, lnprior, flux, err, mask, plx, plxe, mag, av, rv, n_flux, flux_err, avlim, av_gauss,
+                   rvlim, rv_gauss, ltol, *, wt_thresh, cdf_thresh, dim_prior, chunk=None):
+    """Stage 1c (batch): final fit of every model, priors, selection for stage 2."""
+    def one(args):
+        f, e, m, p, pe, mg, a, r, nfl, ferr = args
+        fit = fit_star_finish(grid, f, e, m, mg, a, r, nfl, ferr, avlim=avlim, av_gauss=av_gauss, rvlim=rvlim,
+                              rv_gauss=rv_gauss, dim_prior=dim_prior, ltol=ltol)
         base = fit.lnl + lnprior
         has_plx = jnp.isfinite(p) & jnp.isfinite(pe) & (pe > 0)
         lp = logp_parallax_scale(fit.scale, _marginal_scale_err(fit.icov), p, pe)
@@ -83,10 +117,27 @@ def _stage1(grid, lnprior, flux, err, mask, plx, plxe, avlim, av_gauss, rvlim, r
         nbands = fit.ndim + has_plx.astype(fit.ndim.dtype)
         return fit, base, lnprob_sel, sel, jnp.sum(sel), chi2min, nbands
 
-    xs = (flux, err, mask, plx, plxe)
-    if chunk is None or chunk >= flux.shape[0]:
-        return jax.vmap(one)(xs)
-    return jax.lax.map(one, xs, batch_size=chunk)
+    return _map(one, (flux, err, mask, plx, plxe, mag, av, rv, n_flux, flux_err), chunk)
+
+
+def _stage1(grid, lnprior, flux, err, mask, plx, plxe, avlim, av_gauss, rvlim, rv_gauss, ltol, ltol_subthresh,
+            init_thresh, *, wt_thresh, cdf_thresh, dim_prior, no_init_thresh, chunk=None, nrows=None):
+    """Stage 1 of a batch: the (scale, A_V, R_V) fit of every model (`fit_star`),
+    with the flux stage of each star run on its own selected models only.
+    ``nrows``: the real stars of a padded batch (padding rows skip the flux stage)."""
+    mag = _stage1_mag(grid, flux, err, mask, plx, plxe, avlim, av_gauss, rvlim, rv_gauss, ltol, ltol_subthresh,
+                      init_thresh, no_init_thresh=no_init_thresh, chunk=chunk)
+    n_act = np.asarray(mag.n_active)
+    nrows = flux.shape[0] if nrows is None else nrows
+    nmodel = grid.m0.shape[1]
+    outs = [_stage1_flux(j, grid, flux, err, mask, mag, avlim, av_gauss, rvlim, rv_gauss, ltol, ltol_subthresh,
+                         capacity=_bucket(int(n_act[j]), nmodel, minimum=1024))
+            for j in range(nrows)]
+    outs += [outs[0]] * (flux.shape[0] - nrows)  # padding rows repeat row 0 (padded with row 0's star)
+    av, rv, n_flux, flux_err = (jnp.stack(x) for x in zip(*outs))
+    return _stage1_finish(grid, lnprior, flux, err, mask, plx, plxe, mag, av, rv, n_flux, flux_err, avlim, av_gauss,
+                          rvlim, rv_gauss, ltol, wt_thresh=wt_thresh, cdf_thresh=cdf_thresh, dim_prior=dim_prior,
+                          chunk=chunk)
 
 
 @functools.partial(jax.jit, static_argnames=("K", "nmc", "ndraws", "mode", "use_gal", "use_dust", "gal_kwargs"))
@@ -400,7 +451,7 @@ class BruteForce:
                          f(inp.plx[pad]), f(inp.plxe[pad]), *opts, wt_thresh=st["wt_thresh"],
                          cdf_thresh=st["cdf_thresh"] if st["wt_thresh"] is None else None,
                          dim_prior=bool(st["logl_dim_prior"]), no_init_thresh=st["logl_initthresh"] is None,
-                         chunk=_chunk())
+                         chunk=_chunk(), nrows=rows.size)
             fit, base, lsel, sel, nsel, chi2min, nbands = s1
             nsel_h = np.asarray(nsel)
             args2 = (sel, lsel, base, fit.scale, fit.av, fit.rv, fit.icov, feh_j, loga_j, f(inp.plx[pad]),

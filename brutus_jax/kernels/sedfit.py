@@ -106,6 +106,10 @@ __all__ = [
     "to_band_major",
     "fit_star",
     "fit_stars",
+    "MagStage",
+    "fit_star_mag",
+    "fit_star_flux",
+    "fit_star_finish",
     "DEFAULT_MAX_ITER_MAG",
     "DEFAULT_MAX_ITER_FLUX",
 ]
@@ -398,6 +402,53 @@ def fit_star(
         ``av, rv`` = prior means, ``icov = diag(0, 1/sig_A^2, 1/sig_R^2)``,
         ``converged = False``; nothing is NaN.
     """
+    c = _setup(grid, flux, err, mask, avlim, av_gauss, rvlim, rv_gauss, ltol, ltol_subthresh, init_thresh,
+               select_all, model_mask)
+    mag = _mag_stage(c, parallax, parallax_err, max_iter_mag)
+    av, rv, n_flux, lerr = _flux_stage(c, c.grid, mag.av, mag.rv, mag.active, max_iter_flux)
+    return _finish(c, av, rv, mag, n_flux, lerr, dim_prior)
+
+
+class MagStage(NamedTuple):
+    """State after the magnitude stage and the flux-stage selection of one star."""
+
+    av: jax.Array  # (Nmodel,)
+    rv: jax.Array  # (Nmodel,)
+    active: jax.Array  # (Nmodel,) bool: models sent to the flux stage
+    n_active: jax.Array  # () int32
+    n_iter_mag: jax.Array  # () int32
+    err_mag: jax.Array  # ()
+
+
+class _Setup(NamedTuple):
+    grid: BandMajorGrid
+    dtype: object
+    F: tuple
+    W: tuple
+    M: tuple
+    WM: tuple
+    one: jax.Array
+    ndim: jax.Array
+    has_data: jax.Array
+    log_norm: jax.Array
+    valid: jax.Array
+    av_min: jax.Array
+    av_max: jax.Array
+    rv_min: jax.Array
+    rv_max: jax.Array
+    av_mean: jax.Array
+    rv_mean: jax.Array
+    av_ivar: jax.Array
+    rv_ivar: jax.Array
+    ltol: jax.Array
+    ln_subthresh: jax.Array
+    ln_init_thresh: jax.Array
+    select_all: jax.Array
+
+
+def _setup(grid, flux, err, mask, avlim, av_gauss, rvlim, rv_gauss, ltol, ltol_subthresh, init_thresh,
+           select_all, model_mask):
+    """Per-star constants shared by the stages (band weights, priors, bounds)."""
     dtype = jnp.result_type(grid.m0, flux, err, float)
 
     def cast(x):
@@ -409,23 +460,12 @@ def fit_star(
     err = cast(err)
     if flux.shape != (nfilt,) or err.shape != (nfilt,):
         raise ValueError(f"flux/err must have shape ({nfilt},), got {flux.shape}, {err.shape}")
-
     if av_gauss is None:
         av_gauss = (0.0, 1e6)
     if rv_gauss is None:
         rv_gauss = (3.32, 1e6)
-    av_min, av_max = cast(avlim[0]), cast(avlim[1])
-    rv_min, rv_max = cast(rvlim[0]), cast(rvlim[1])
-    av_mean, rv_mean = cast(av_gauss[0]), cast(rv_gauss[0])
-    av_ivar = 1.0 / cast(av_gauss[1]) ** 2
-    rv_ivar = 1.0 / cast(rv_gauss[1]) ** 2
-    ltol = cast(ltol)
-    mag_tol = 2.5 * ltol
-    ln_subthresh = jnp.log(cast(ltol_subthresh))
     if init_thresh is None:
         init_thresh, select_all = _MAG_THRESH_DEFAULT, True
-    ln_init_thresh = jnp.log(cast(init_thresh))
-    select_all = jnp.asarray(select_all, bool)
     valid = jnp.ones((nmodel,), bool) if model_mask is None else jnp.asarray(model_mask, bool)
 
     # ---- band weights (static shape, NaN-safe) ---------------------------
@@ -444,18 +484,30 @@ def fit_star(
     mag = jnp.where(pos, -2.5 * jnp.log10(fpos), 0.0)
     wmag = jnp.where(pos, fpos * fpos / (_POGSON2 * var), 1.0 / _BAD_MAG_VAR)
     wmag = jnp.where(used, wmag, 0.0)
-
     # Materialise the per-band values: unbatched, XLA:CPU otherwise re-derives
     # every band weight from (flux, err, mask) inside each per-model loop
     # (measured 1.5x slower single-star calls).
     fl, w, mag, wmag = (_materialise(x, one) for x in (fl, w, mag, wmag))
-    F = tuple(fl[j] for j in range(nfilt))
-    W = tuple(w[j] for j in range(nfilt))
-    M = tuple(mag[j] for j in range(nfilt))
-    WM = tuple(wmag[j] for j in range(nfilt))
+    return _Setup(
+        grid=grid, dtype=dtype,
+        F=tuple(fl[j] for j in range(nfilt)), W=tuple(w[j] for j in range(nfilt)),
+        M=tuple(mag[j] for j in range(nfilt)), WM=tuple(wmag[j] for j in range(nfilt)),
+        one=one, ndim=ndim, has_data=has_data, log_norm=log_norm, valid=valid,
+        av_min=cast(avlim[0]), av_max=cast(avlim[1]), rv_min=cast(rvlim[0]), rv_max=cast(rvlim[1]),
+        av_mean=cast(av_gauss[0]), rv_mean=cast(rv_gauss[0]),
+        av_ivar=1.0 / cast(av_gauss[1]) ** 2, rv_ivar=1.0 / cast(rv_gauss[1]) ** 2,
+        ltol=cast(ltol), ln_subthresh=jnp.log(cast(ltol_subthresh)), ln_init_thresh=jnp.log(cast(init_thresh)),
+        select_all=jnp.asarray(select_all, bool),
+    )  # fmt: skip
 
-    # ---- magnitude stage -------------------------------------------------
-    s_sum = jnp.sum(wmag)  # S = sum w (same for every model)
+
+def _mag_stage(c, parallax, parallax_err, max_iter_mag):
+    """Magnitude stage over all models, then the flux-stage selection."""
+    grid, dtype, WM, M = c.grid, c.dtype, c.WM, c.M
+    nfilt, nmodel = grid.m0.shape
+    av_ivar, rv_ivar, av_mean, rv_mean = c.av_ivar, c.rv_ivar, c.av_mean, c.rv_mean
+    mag_tol = 2.5 * c.ltol
+    s_sum = sum(WM)  # S = sum w (same for every model)
     p_sum = q_sum = 0.0
     for j in range(nfilt):
         bw = grid.b[j] * WM[j]
@@ -479,7 +531,7 @@ def fit_star(
             res.append(resj)
             red.append(rj)
         dav = (s_sum * ra - sa * rs) / (s_sum * a_den - sa * sa)
-        dav = jnp.clip(dav, av_min - av, av_max - av)
+        dav = jnp.clip(dav, c.av_min - av, c.av_max - av)
         av = av + dav
         # pass 2: R_V step at the new A_V, with the updated residuals
         rs = rr = 0.0
@@ -492,7 +544,7 @@ def fit_star(
         sr = q_sum * av
         rr = rr * av + (rv_mean - rv) * rv_ivar
         drv = (s_sum * rr - sr * rs) / (s_sum * r_den - sr * sr)
-        drv = jnp.clip(drv, rv_min - rv, rv_max - rv)
+        drv = jnp.clip(drv, c.rv_min - rv, c.rv_max - rv)
         rv = rv + drv
         # pass 3: magnitude chi-square (1-kpc residuals, as brutus)
         av_drv = av * drv
@@ -500,18 +552,18 @@ def fit_star(
         for j in range(nfilt):
             rj = res[j] - av_drv * grid.b[j]
             chi2 = chi2 + rj * rj * WM[j]
-        return av, rv, dav, drv, _materialise(-0.5 * chi2, one)
+        return av, rv, dav, drv, _materialise(-0.5 * chi2, c.one)
 
     def mag_cond(state):
         _, _, it, err_ = state
         # brutus stops when err < tol; a NaN err (impossible: NaN is masked) would stop too
-        return has_data & (it < max_iter_mag) & (err_ >= mag_tol)
+        return c.has_data & (it < max_iter_mag) & (err_ >= mag_tol)
 
     def mag_body(state):
         av, rv, it, _ = state
         av, rv, dav, drv, logwt = mag_step(av, rv)
-        best = _masked_max(logwt, valid)
-        near = valid & (logwt > best + ln_init_thresh)
+        best = _masked_max(logwt, c.valid)
+        near = c.valid & (logwt > best + c.ln_init_thresh)
         # one reduction (each extra one re-evaluates the whole step on XLA:CPU)
         err_ = _masked_max(jnp.maximum(jnp.abs(dav), jnp.abs(drv)), near)
         return av, rv, it + 1, err_
@@ -519,79 +571,121 @@ def fit_star(
     av0 = jnp.full((nmodel,), av_mean, dtype)
     rv0 = jnp.full((nmodel,), rv_mean, dtype)
     av_m, rv_m, n_mag, err_mag = lax.while_loop(
-        mag_cond, mag_body, (av0, rv0, jnp.asarray(0, jnp.int32), cast(jnp.inf))
+        mag_cond, mag_body, (av0, rv0, jnp.asarray(0, jnp.int32), jnp.asarray(jnp.inf, dtype))
     )
-    mle_m = _scale_fit(grid, F, W, av_m, rv_m, False, av_ivar, rv_ivar, one)
+    mle_m = _scale_fit(grid, c.F, c.W, av_m, rv_m, False, av_ivar, rv_ivar, c.one)
     lnl_m = -0.5 * mle_m.chi2
 
     # ---- selection -------------------------------------------------------
-    plx = cast(parallax)
-    plx_err = cast(parallax_err)
+    plx = jnp.asarray(parallax, dtype)
+    plx_err = jnp.asarray(parallax_err, dtype)
     use_plx = jnp.isfinite(plx) & jnp.isfinite(plx_err) & (plx_err > 0.0)
     plx_err_safe = jnp.where(use_plx, plx_err, 1.0)
     chi2_p = (jnp.sqrt(mle_m.scale) - plx) ** 2 / plx_err_safe**2
     lnl_p = jnp.where(use_plx, lnl_m - 0.5 * chi2_p, lnl_m)
-    active = valid & (select_all | (lnl_p > _masked_max(lnl_p, valid) + ln_init_thresh))
+    active = c.valid & (c.select_all | (lnl_p > _masked_max(lnl_p, c.valid) + c.ln_init_thresh))
+    active = active & c.has_data
+    return MagStage(av_m, rv_m, active, jnp.sum(active, dtype=jnp.int32), n_mag, err_mag)
 
-    # ---- flux stage ------------------------------------------------------
-    # Models outside the selection have step size 0, i.e. they stay frozen at
-    # their magnitude-stage (A_V, R_V); one final `_scale_fit` at the frozen or
-    # flux-stage point then gives every model's outputs (it is a function of
-    # (A_V, R_V) only, so this equals brutus's write-back of the two stages).
+
+def _flux_stage(c, grid, av, rv, active, max_iter_flux):
+    """Flux-stage iterations on ``grid`` (all models or a gathered subset);
+    models with ``active`` False stay frozen and take no part in the tests.
+    Returns (av, rv, n_iter_flux, last error)."""
+    av_ivar, rv_ivar, av_mean, rv_mean = c.av_ivar, c.rv_ivar, c.av_mean, c.rv_mean
+    nmodel = grid.m0.shape[1]
+    ltol = c.ltol
+
     def flux_cond(state):
         it, lerr = state[-2], state[-1]
-        return has_data & (it < max_iter_flux) & (lerr > ltol)
+        return c.has_data & (it < max_iter_flux) & (lerr > ltol)
 
     def flux_body(state):
         av, rv, step, lnl_old, mle, it, _ = state
         dav = step * ((av_mean - av) * av_ivar + mle.grad_av) / (av_ivar + mle.curv_av)
         drv = step * ((rv_mean - rv) * rv_ivar + mle.grad_rv) / (rv_ivar + mle.curv_rv)
-        av = av + jnp.where(active, jnp.clip(dav, av_min - av, av_max - av), 0.0)
-        rv = rv + jnp.where(active, jnp.clip(drv, rv_min - rv, rv_max - rv), 0.0)
-        mle = _scale_fit(grid, F, W, av, rv, False, av_ivar, rv_ivar, one)
+        av = av + jnp.where(active, jnp.clip(dav, c.av_min - av, c.av_max - av), 0.0)
+        rv = rv + jnp.where(active, jnp.clip(drv, c.rv_min - rv, c.rv_max - rv), 0.0)
+        mle = _scale_fit(grid, c.F, c.W, av, rv, False, av_ivar, rv_ivar, c.one)
         lnl_new = -0.5 * mle.chi2
         best = _masked_max(lnl_new, active)
-        near = active & (lnl_new > best + ln_subthresh)
+        near = active & (lnl_new > best + c.ln_subthresh)
         lerr = _masked_max(jnp.abs(lnl_new - lnl_old), near)
         step = jnp.where(lnl_new < lnl_old, step / _RESCALING, step)
         return av, rv, step, lnl_new, mle, it + 1, lerr
 
+    mle0 = _scale_fit(grid, c.F, c.W, av, rv, False, av_ivar, rv_ivar, c.one)
     state0 = (
-        av_m,
-        rv_m,
-        jnp.ones((nmodel,), dtype),
-        jnp.full((nmodel,), -jnp.inf, dtype),  # brutus: LOG_ZERO = -1e300
-        mle_m,
+        av,
+        rv,
+        jnp.ones((nmodel,), c.dtype),
+        jnp.full((nmodel,), -jnp.inf, c.dtype),  # brutus: LOG_ZERO = -1e300
+        mle0,
         jnp.asarray(0, jnp.int32),
-        cast(jnp.inf),
+        jnp.asarray(jnp.inf, c.dtype),
     )
     av, rv, _, _, _, n_flux, lerr = lax.while_loop(flux_cond, flux_body, state0)
-    mle, icov = _scale_fit(grid, F, W, av, rv, True, av_ivar, rv_ivar, one)
-    chi2 = mle.chi2
-    scale = mle.scale
-    icov = _icov_matrix(icov, one)
+    return av, rv, n_flux, lerr
+
+
+def _finish(c, av, rv, mag, n_flux, lerr, dim_prior):
+    """Final scale / Fisher evaluation of every model and brutus's lnl."""
+    mle, icov = _scale_fit(c.grid, c.F, c.W, av, rv, True, c.av_ivar, c.rv_ivar, c.one)
+    icov = _icov_matrix(icov, c.one)
     # normalised Gaussian for the flux-stage models only (brutus gotcha 3)
-    lnl = -0.5 * chi2 - jnp.where(active, log_norm, 0.0)
+    lnl = -0.5 * mle.chi2 - jnp.where(mag.active, c.log_norm, 0.0)
+    nd = c.ndim.astype(c.dtype)
+    dim_term = 0.5 * (3.0 - nd) * jnp.log(jnp.where(c.has_data, nd, 1.0))
+    lnl = lnl - jnp.where(jnp.asarray(dim_prior) & c.has_data, dim_term, 0.0)
+    lnl = jnp.where(c.has_data & c.valid, lnl, -jnp.inf)
+    converged = c.has_data & (mag.err_mag < 2.5 * c.ltol) & ~(lerr > c.ltol)
+    return GridFit(lnl=lnl, ndim=c.ndim, chi2=mle.chi2, scale=mle.scale, av=av, rv=rv, icov=icov,
+                   flux_stage=mag.active, n_iter_mag=mag.n_iter_mag, n_iter_flux=n_flux, converged=converged)
 
-    nd = ndim.astype(dtype)
-    dim_term = 0.5 * (3.0 - nd) * jnp.log(jnp.where(has_data, nd, 1.0))
-    lnl = lnl - jnp.where(jnp.asarray(dim_prior) & has_data, dim_term, 0.0)
-    lnl = jnp.where(has_data & valid, lnl, -jnp.inf)
 
-    converged = has_data & (err_mag < mag_tol) & ~(lerr > ltol)
-    return GridFit(
-        lnl=lnl,
-        ndim=ndim,
-        chi2=chi2,
-        scale=scale,
-        av=av,
-        rv=rv,
-        icov=icov,
-        flux_stage=active & has_data,
-        n_iter_mag=n_mag,
-        n_iter_flux=n_flux,
-        converged=converged,
-    )
+# ---------------------------------------------------------------------------
+# the three stages as separate calls (flux stage on a compacted subset)
+# ---------------------------------------------------------------------------
+
+
+def fit_star_mag(grid, flux, err, mask, parallax=float("nan"), parallax_err=float("nan"), avlim=(0.0, 20.0),
+                 av_gauss=(0.0, 1e6), rvlim=(1.0, 8.0), rv_gauss=(3.32, 0.18), ltol=0.03, ltol_subthresh=0.01,
+                 init_thresh=0.005, max_iter_mag=DEFAULT_MAX_ITER_MAG, model_mask=None, select_all=False):
+    """Magnitude stage and flux-stage selection of `fit_star` -> `MagStage`."""
+    c = _setup(grid, flux, err, mask, avlim, av_gauss, rvlim, rv_gauss, ltol, ltol_subthresh, init_thresh,
+               select_all, model_mask)
+    return _mag_stage(c, parallax, parallax_err, max_iter_mag)
+
+
+def fit_star_flux(grid, flux, err, mask, mag, capacity, avlim=(0.0, 20.0), av_gauss=(0.0, 1e6),
+                  rvlim=(1.0, 8.0), rv_gauss=(3.32, 0.18), ltol=0.03, ltol_subthresh=0.01,
+                  max_iter_flux=DEFAULT_MAX_ITER_FLUX):
+    """Flux stage of `fit_star` on the selected models only.
+
+    The ``mag.active`` models (at most ``capacity``, a static int >= n_active;
+    extra active models would stay frozen) are gathered into a dense
+    ``capacity``-column grid, iterated there (brutus iterates exactly this
+    subset) and scattered back.  Returns (av, rv, n_iter_flux, last error),
+    full (Nmodel,) arrays.
+    """
+    c = _setup(grid, flux, err, mask, avlim, av_gauss, rvlim, rv_gauss, ltol, ltol_subthresh, 0.005,
+               False, None)
+    nmodel = grid.m0.shape[1]
+    idx = jnp.nonzero(mag.active, size=capacity, fill_value=nmodel)[0]
+    take = jnp.minimum(idx, nmodel - 1)
+    sub = BandMajorGrid(*(x[:, take] for x in c.grid))
+    av_c, rv_c, n_flux, lerr = _flux_stage(c, sub, mag.av[take], mag.rv[take], idx < nmodel, max_iter_flux)
+    av = mag.av.at[idx].set(av_c, mode="drop")
+    rv = mag.rv.at[idx].set(rv_c, mode="drop")
+    return av, rv, n_flux, lerr
+
+
+def fit_star_finish(grid, flux, err, mask, mag, av, rv, n_iter_flux, flux_err, avlim=(0.0, 20.0),
+                    av_gauss=(0.0, 1e6), rvlim=(1.0, 8.0), rv_gauss=(3.32, 0.18), dim_prior=True, ltol=0.03,
+                    model_mask=None):
+    """Final evaluation of `fit_star` at the flux-stage (A_V, R_V) -> `GridFit`."""
+    c = _setup(grid, flux, err, mask, avlim, av_gauss, rvlim, rv_gauss, ltol, 0.01, 0.005, False, model_mask)
+    return _finish(c, av, rv, mag, n_iter_flux, flux_err, dim_prior)
 
 
 def fit_stars(
