@@ -41,17 +41,22 @@ def test_imports_work_in_a_fresh_interpreter():
     assert proc.returncode == 0, proc.stderr
 
 
-@pytest.mark.parametrize("name,issue", [("isochrone_population_loglike", 4)])
-def test_pending_analysis_names_say_which_issue(name, issue):
+def test_population_signatures_match_the_seed():
+    """The population API (issue #4) has the seed's argument names and defaults."""
+    import inspect
+
     import brutus_jax.analysis as analysis
+    from brutus_jax.core import StellarPop
 
-    with pytest.raises(NotImplementedError, match=f"issue #{issue}"):
-        getattr(analysis, name)(None)
-
-
-def test_pending_core_names_say_which_issue():
-    from brutus_jax.core import Isochrone, StellarPop
-
-    for cls in (Isochrone, StellarPop):
-        with pytest.raises(NotImplementedError, match="issue #4"):
-            cls()
+    sig = inspect.signature(analysis.isochrone_population_loglike).parameters
+    seed = dict(parallax=None, parallax_err=None, cluster_prob=0.95, dim_prior=True, outlier_model_func=None,
+                smf_grid=None, eep_grid=None, mini_bound=0.08, eep_binary_max=480.0, return_components=False,
+                mask=None)
+    assert list(sig)[:4] == ["theta", "stellarpop", "obs_phot", "obs_err"]
+    for k, v in seed.items():
+        assert sig[k].default == v, k
+    g = inspect.signature(StellarPop.get_seds).parameters
+    seed_g = dict(feh=0.0, afe=0.0, loga=8.5, eep=None, av=0.0, rv=3.3, binary_fraction=0.0, dist=1000.0,
+                  mini_bound=0.5, eep_binary_max=480.0, apply_corr=True, corr_params=None, return_dict=True)
+    for k, v in seed_g.items():
+        assert g[k].default == v, k
