@@ -29,3 +29,10 @@ def test_notebook_runs(path, tmp_path, monkeypatch):
         # the Pleiades is at ~135 pc
         med = float(text.split("median distance ")[1].split(" pc")[0])
         assert 125 < med < 145, med
+    if path.name.startswith("03_"):
+        for name in ("pleiades", "praesepe"):
+            resid = float(text.split(f"{name}: median colour residual (data - isochrone) over ")[1].split(": ")[1].split(" mag")[0])
+            assert abs(resid) < 0.06, (name, resid)
+        peak = float(text.split("lnL peaks at ")[1].split(" pc")[0])
+        inv_plx = float(text.split("1/mean parallax = ")[1].split(" pc")[0])
+        assert abs(peak - inv_plx) < 5, (peak, inv_plx)
