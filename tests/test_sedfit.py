@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from brutus_jax.data.synthetic import make_synthetic_grid
-from brutus_jax.kernels import sedfit
+from brutus_jax.kernels import sedfit_stages
 from brutus_jax.kernels.sedfit import BandMajorGrid, GridFit, fit_star, fit_stars, to_band_major
 
 C = -0.4 * math.log(10.0)
@@ -378,7 +378,7 @@ def test_vmap_equals_loop(grid, stars, fit_default, counted_vmap):
 
 def test_no_retrace_for_new_stars_or_option_values(grid, coeffs, fit_default, counted_vmap):
     """Same shapes -> one compiled kernel, whatever the stars or option values."""
-    jitted = sedfit._fit_stars_jit
+    jitted = sedfit_stages._fit_stars_jit
     rng = np.random.default_rng(7)
     n0 = jitted._cache_size()
     assert n0 >= 1  # fit_default compiled this shape
