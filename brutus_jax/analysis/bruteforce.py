@@ -300,7 +300,6 @@ class BruteForce:
         """
         lnl, _, _, scale, av, rv, icov = results
         dt = self.dtype
-        n = self.nmodels
         base = np.asarray(lnl, float) + (0.0 if lnprior is None else np.asarray(lnprior, float))
         p = np.nan if parallax is None else float(parallax)
         pe = np.nan if parallax_err is None else float(parallax_err)
@@ -382,7 +381,6 @@ class BruteForce:
         inp = prepare_inputs(self, data, data_err, data_mask, data_labels, phot_offsets, parallax, parallax_err,
                              avlim, rvlim, data_coords, dustfile, lngalprior, lndustprior, mag_max, merr_max,
                              subsample_mode, Nmc_prior, Ndraws, max_models)
-        ndata = inp.flux.shape[0]
         key, seed = _as_key(rstate)
         lnp_static = grid_lnprior(self.models_labels, self.labels_mask, lnprior, apply_agewt, apply_grad)
         # apply_dlabels is accepted for compatibility: as in brutus 1.2 (gotcha 5) the Galactic

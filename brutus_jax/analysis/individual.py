@@ -1,3 +1,3 @@
-"""brutus.analysis.individual (BruteForce; pending: issue #3)."""
+"""brutus.analysis.individual (BruteForce)."""
 
 from .bruteforce import BruteForce  # noqa: F401
