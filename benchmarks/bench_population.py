@@ -129,6 +129,20 @@ class ToyNumpy:
         return [self.get_seds(binary_fraction=float(q), **kw) for q in np.atleast_1d(smf_values)]
 
 
+def _observe(mags, nfield, dist, rng):
+    """Members' magnitudes + ``nfield`` uniform field stars -> noisy fluxes (3 %),
+    errors, parallaxes [mas] and parallax errors (0.05 mas)."""
+    field = rng.uniform(mags.min(0), mags.max(0), (nfield, mags.shape[1]))
+    mags = np.vstack([mags, field])
+    flux = 10 ** (-0.4 * mags)
+    err = 0.03 * flux
+    flux = flux + err * rng.normal(size=flux.shape)
+    nstar = mags.shape[0]
+    plx = np.concatenate([np.full(nstar - nfield, 1000.0 / dist), rng.uniform(0.2, 3, nfield)])
+    perr = np.full(nstar, 0.05)
+    return flux, err, plx + perr * rng.normal(size=nstar), perr
+
+
 def simulate(pop, nstar, nfilt, rng, truth):
     feh, loga, av, rv, dist, ff = truth
     fine = np.linspace(202.0, 699.0, 2000)
@@ -137,14 +151,7 @@ def simulate(pop, nstar, nfilt, rng, truth):
     nfield = int(round(ff * nstar))
     qs = rng.choice([0.0, 0.0, 0.0, 0.0, 0.6, 0.9], nstar - nfield)
     mags = np.array([seds[q][rng.integers(0, fine.size)] for q in qs])
-    field = rng.uniform(mags.min(0), mags.max(0), (nfield, nfilt))
-    mags = np.vstack([mags, field])
-    flux = 10 ** (-0.4 * mags)
-    err = 0.03 * flux
-    flux = flux + err * rng.normal(size=flux.shape)
-    plx = np.concatenate([np.full(nstar - nfield, 1000.0 / dist), rng.uniform(0.2, 3, nfield)])
-    perr = np.full(nstar, 0.05)
-    return flux, err, plx + perr * rng.normal(size=nstar), perr
+    return _observe(mags, nfield, dist, rng)
 
 
 def simulate_real(pop, nstar, rng, truth):
@@ -158,15 +165,7 @@ def simulate_real(pop, nstar, rng, truth):
     for q in rng.choice([0, 0, 0, 0, 1, 2], nstar - nfield):
         idx = np.flatnonzero(ok[q])
         rows.append(mags[q, rng.choice(idx)])
-    mags = np.array(rows)
-    field = rng.uniform(mags.min(0), mags.max(0), (nfield, mags.shape[1]))
-    mags = np.vstack([mags, field])
-    flux = 10 ** (-0.4 * mags)
-    err = 0.03 * flux
-    flux = flux + err * rng.normal(size=flux.shape)
-    plx = np.concatenate([np.full(nstar - nfield, 1000.0 / dist), rng.uniform(0.2, 3, nfield)])
-    perr = np.full(nstar, 0.05)
-    return flux, err, plx + perr * rng.normal(size=nstar), perr
+    return _observe(np.array(rows), nfield, dist, rng)
 
 
 def env_summary():

@@ -349,26 +349,16 @@ def _galactic_structure(dists, ell, b, feh, loga, p):
     """Body of `logp_galactic_structure`: (total, components dict); ``p`` the parameter dict.
 
     The three components are stacked on a leading axis of length 3 (thin,
-    thick, halo) so that every expression is traced once, not three times.
+    thick, halo); the position terms are `galactic_position_terms`.
     """
-    dists = _asfloat(dists)
-    R_solar, Z_solar = p["R_solar"], p["Z_solar"]
-    R, Z = galactic_to_galactocentric_cyl(dists, ell, b, R_solar=R_solar, Z_solar=Z_solar)
-    shape = jnp.broadcast_shapes(R.shape, () if feh is None else jnp.shape(feh), () if loga is None else jnp.shape(loga))
-    R, Z, dists = (jnp.broadcast_to(x, shape) for x in (R, Z, dists))
+    lnp_c = galactic_position_terms(dists, ell, b, p)  # (3, ...)
+    shape = jnp.broadcast_shapes(lnp_c.shape[1:], () if feh is None else jnp.shape(feh),
+                                 () if loga is None else jnp.shape(loga))
+    lnp_c = jnp.broadcast_to(lnp_c, (3,) + shape)
 
-    def comp(*vals):  # per-component parameters as a (2 or 3, 1, ..., 1) column
+    def comp(*vals):  # per-component parameters as a (3, 1, ..., 1) column
         return jnp.reshape(jnp.stack([jnp.asarray(v) for v in vals]), (len(vals),) + (1,) * len(shape))
 
-    vol = 2.0 * jnp.log(dists + 1e-300)
-    disks = logn_disk(
-        R, Z, R_solar, Z_solar,
-        comp(p["R_thin"], p["R_thick"]), comp(p["Z_thin"], p["Z_thick"]), comp(p["Rs_thin"], p["Rs_thick"]),
-    ) + jnp.log(comp(1.0, p["f_thick"]))
-    halo = logn_halo(
-        R, Z, R_solar, Z_solar, p["Rs_halo"], p["eta_halo"], p["q_halo_ctr"], p["q_halo_inf"], p["r_q_halo"]
-    ) + jnp.log(p["f_halo"])
-    lnp_c = jnp.concatenate([disks, halo[None]], axis=0) + vol  # (3, ...)
     lnp_pos = _logsumexp0(lnp_c)
     components = {"number_density": list(lnp_c)}
     ln_w = lnp_c - lnp_pos  # log membership weights P(c | pos), then P(c | pos, feh)
@@ -457,8 +447,8 @@ def galactic_position_terms(dists, ell, b, p, log_dists=None):
     thick = logn_disk(R, Z, p["R_solar"], p["Z_solar"], p["R_thick"], p["Z_thick"], p["Rs_thick"])
     halo = logn_halo(R, Z, p["R_solar"], p["Z_solar"], p["Rs_halo"], p["eta_halo"], p["q_halo_ctr"],
                      p["q_halo_inf"], p["r_q_halo"])
-    ln_f = (0.0, math.log(p["f_thick"]), math.log(p["f_halo"]))
-    return jnp.stack([thin + ln_f[0], thick + ln_f[1], halo + ln_f[2]]) + 2.0 * lnd
+    # jnp.log: the parameters may be traced (differentiating the prior with respect to them)
+    return jnp.stack([thin, thick + jnp.log(p["f_thick"]), halo + jnp.log(p["f_halo"])]) + 2.0 * lnd
 
 
 def logp_galactic_factored(position_terms, model_terms):
