@@ -1,5 +1,7 @@
 """BruteForce: every model of a grid against a batch of stars, in two jitted stages.
 
+(Stage 1 is itself three jitted calls; see below.)
+
 Stage 1 (`_stage1`, a batch of B stars): the per-model (scale, A_V, R_V)
 fit (`kernels.sedfit.fit_star`) in three jitted calls -- the magnitude stage
 of every model (batch, vmapped in chunks), the flux stage of each star on its
@@ -65,6 +67,28 @@ def _chunk():
     """Stars vmapped together inside stage 1: small chunks stay in cache on CPU
     (measured in benchmarks/bench_loglike.py), whole batches on accelerators."""
     return 4 if jax.default_backend() == "cpu" else None
+
+
+def _mc_priors(plx, plxe, ell, b, feh_k, loga_k, gal_kwargs, dust=None):
+    """The priors integrated per Monte-Carlo point of K models: ``f(d, A_V, R_V) -> (K, nmc)``.
+
+    Parallax (zero where ``plx``/``plxe`` are not usable), the Galactic prior when
+    ``gal_kwargs`` is not None (per-model [Fe/H]/age terms ``feh_k``/``loga_k``
+    (K,) evaluated once), the 3-D dust prior when ``dust = (distances, mu, sigma,
+    avlim)`` is given.
+    """
+    gal = None if gal_kwargs is None else galactic_prior_of_distance(feh_k, loga_k, ell, b, **gal_kwargs)
+
+    def extra(d, a, r):
+        out = logp_parallax(1.0 / d, plx, plxe)
+        if gal is not None:
+            out = out + gal(d)
+        if dust is not None:
+            dd, mu, sd, avlim = dust
+            out = out + logp_extinction(a, dd, mu, sd, d, avlim=avlim)
+        return jnp.broadcast_to(out, d.shape)
+
+    return extra
 
 
 def _map(fn, xs, chunk):
@@ -154,17 +178,9 @@ def _stage2(i, key, sel, lnprob_sel, base, scale, av, rv, icov, feh, loga, plx, 
     p_i, pe_i, lb_i, mu_i, sd_i = plx[i], plxe[i], coords[i], dust_mu[i], dust_sd[i]
     k_sel, k_mc, k_draw = jax.random.split(key, 3)
     idx, valid = gather_selected(k_sel, sel_i, lsel_i, K, mode)
-    if use_gal:
-        gal = galactic_prior_of_distance(None if feh is None else feh[idx], None if loga is None else loga[idx],
-                                         lb_i[0], lb_i[1], **gkw)
-
-    def extra(d, a, r):
-        out = logp_parallax(1.0 / d, p_i, pe_i)
-        if use_gal:
-            out = out + gal(d)
-        if use_dust:
-            out = out + logp_extinction(a, dust_d, mu_i, sd_i, d, avlim=dust_avlim)
-        return jnp.broadcast_to(out, d.shape)
+    extra = _mc_priors(p_i, pe_i, lb_i[0], lb_i[1], None if feh is None else feh[idx],
+                       None if loga is None else loga[idx], gkw if use_gal else None,
+                       (dust_d, mu_i, sd_i, dust_avlim) if use_dust else None)
 
     mc = mc_integrate(k_mc, valid, base_i[idx], s_i[idx], a_i[idx], r_i[idx], ic_i[idx], extra, nmc=nmc,
                       avlim=avlim, rvlim=rvlim, precision_shrinkage=shrink)
@@ -328,19 +344,11 @@ class BruteForce:
         k_sel, k_mc = jax.random.split(key)
         idx, valid = gather_selected(k_sel, sel, lsel, K, subsample_mode)
         coord = (0.0, 0.0) if coord is None else tuple(float(c) for c in np.ravel(coord)[:2])
-        if use_gal:
-            gal = galactic_prior_of_distance(None if feh is None else jnp.asarray(feh, dt)[idx],
-                                             None if loga is None else jnp.asarray(loga, dt)[idx],
-                                             coord[0], coord[1], R_solar=float(R_solar), Z_solar=float(Z_solar))
-
-        def extra(d, a, r):
-            out = logp_parallax(1.0 / d, p, pe) if has_plx else jnp.zeros_like(d)
-            if use_gal:
-                out = out + gal(d)
-            if use_dust:
-                out = out + logp_extinction(a, jnp.asarray(dust_d, dt), jnp.asarray(mu, dt), jnp.asarray(sd, dt),
-                                            d)
-            return jnp.broadcast_to(out, d.shape)
+        extra = _mc_priors(p, pe, coord[0], coord[1], None if feh is None else jnp.asarray(feh, dt)[idx],
+                           None if loga is None else jnp.asarray(loga, dt)[idx],
+                           dict(R_solar=float(R_solar), Z_solar=float(Z_solar)) if use_gal else None,
+                           (jnp.asarray(dust_d, dt), jnp.asarray(mu, dt), jnp.asarray(sd, dt), (0.0, 20.0))
+                           if use_dust else None)
 
         mc = mc_integrate(k_mc, valid, jnp.asarray(base, dt)[idx], scale[idx], jnp.asarray(av, dt)[idx],
                           jnp.asarray(rv, dt)[idx], icov[idx], extra, nmc=nmc, avlim=tuple(avlim),
