@@ -6,6 +6,8 @@ values); the grid builder's (m0, a, b) models (``data.build``); central finite
 differences (float64); the float64 evaluation for float32.
 """
 
+import functools
+
 import h5py
 import jax
 import jax.numpy as jnp
@@ -16,6 +18,7 @@ from brutus_jax.core import Isochrone, StellarPop
 from brutus_jax.kernels.bc_sed import bc_table_mags
 from brutus_jax.kernels.popgrid import PopSEDGrid
 
+from test_isochrone import _same as _same_nan_pattern
 from test_isochrone import write_synthetic_isochrones
 
 NN_FILTERS = ["PS_g", "PS_r", "2MASS_J"]
@@ -50,11 +53,7 @@ def pop():
     return StellarPop(verbose=False)
 
 
-def _same(a, b, rtol=1e-9, atol=1e-9):
-    a, b = np.asarray(a, float), np.asarray(b, float)
-    assert a.shape == b.shape
-    np.testing.assert_array_equal(np.isnan(a), np.isnan(b))
-    np.testing.assert_allclose(a[~np.isnan(a)], b[~np.isnan(b)], rtol=rtol, atol=atol)
+_same = functools.partial(_same_nan_pattern, rtol=1e-9, atol=1e-9)
 
 
 @pytest.mark.oracle
