@@ -212,3 +212,17 @@ def test_float32_matches_float64(pop):
     assert both.sum() >= 0.98 * np.asarray(g64.sed_ok).sum() and both.sum() > 50
     d = np.abs(np.asarray(g32.mags, float) - np.asarray(g64.mags))[both]
     assert d.max() < 5e-3
+
+
+def test_with_data_equals_direct_call_under_jit(pop):
+    """pop.with_data(data) inside jit (tables as an argument) gives the same SEDs as the plain call."""
+    data = pop.jax_data()
+    kw = dict(feh=0.1, loga=9.3, av=0.4, rv=3.2, dist=500.0, eep=np.linspace(250.0, 500.0, 16))
+    smf = np.array([0.0, 0.5])
+    jitted = jax.jit(lambda d: pop.with_data(d).get_seds_smf_grid_jax(smf, **kw))(data)
+    direct = pop.get_seds_smf_grid_jax(smf, **kw)
+    np.testing.assert_array_equal(np.asarray(jitted.sed_ok), np.asarray(direct.sed_ok))
+    ok = np.asarray(direct.sed_ok)
+    np.testing.assert_allclose(np.asarray(jitted.mags)[ok], np.asarray(direct.mags)[ok], rtol=0, atol=1e-10)
+    assert ok.any()
+    assert pop.with_data(data).filters == pop.filters

@@ -205,6 +205,17 @@ class StellarPop:
         it into jitted functions as an argument)."""
         return self.isochrone.jax_table(dtype), self.sed_data(dtype)
 
+    def with_data(self, data):
+        """This population with its device tables fixed to ``data`` (from `jax_data`).
+
+        For use inside a jitted function that takes ``data`` as an argument,
+        so the tables are not baked into the program as constants::
+
+            f = jax.jit(lambda th, data: isochrone_population_loglike(th, pop.with_data(data), ...))
+            f(theta, pop.jax_data())
+        """
+        return _WithData(self, data)
+
     def _eep(self, eep):
         return self.isochrone.eep_u if eep is None else np.atleast_1d(np.asarray(eep, float))
 
@@ -324,3 +335,16 @@ class StellarPop:
         d, eep, smf = self._detail_numpy(smf_values, feh, afe, loga, eep, av, rv, dist, mini_bound,
                                          eep_binary_max, apply_corr, corr_params)
         return [self._format(d, k, float(q), return_dict) for k, q in enumerate(smf)]
+
+
+class _WithData:
+    """A `StellarPop` whose ``get_seds_smf_grid_jax`` uses fixed device tables."""
+
+    def __init__(self, pop, data):
+        self._pop, self._data = pop, data
+
+    def get_seds_smf_grid_jax(self, *args, **kwargs):
+        return self._pop.get_seds_smf_grid_jax(*args, data=self._data, **kwargs)
+
+    def __getattr__(self, name):  # everything else as the wrapped population
+        return getattr(self._pop, name)
