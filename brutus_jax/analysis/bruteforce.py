@@ -5,21 +5,24 @@
 Stage 1 (`_stage1`, a batch of B stars): the per-model (scale, A_V, R_V)
 fit (`kernels.sedfit.fit_star`) in three jitted calls -- the magnitude stage
 of every model (batch, vmapped in chunks), the flux stage of each star on its
-own selected models only, gathered into a static bucket of slots (one call
-per star, as brutus iterates only that subset), and the final evaluation of
-every model with the static prior, the parallax pre-selection prior and the
-selection mask (batch).  Stage 2 (`_stage2`,
-one call per star on the device-resident stage-1 batch): the star's
-selected models gathered into a static bucket of K slots
+own selected models only, gathered into a static bucket of slots (as brutus
+iterates only that subset), and the final evaluation of every model with the
+static prior, the parallax pre-selection prior and the selection mask
+(batch).  Stage 2 (`_stage2`, on the device-resident stage-1 batch): each
+star's selected models gathered into a static bucket of K slots
 (`kernels.selection`; K = the next of 256, 1024, 4096, 8192, ... above its
-selection size, at most ``max_models``), Monte-Carlo integration of the Galactic / dust / parallax
-priors and the posterior draws (`kernels.posterior`).
+selection size, at most ``max_models``), Monte-Carlo integration of the
+Galactic / dust / parallax priors and the posterior draws
+(`kernels.posterior`).  The flux stage and stage 2 run one call per group
+of stars sharing a bucket (`_groups`: one star per call on CPU, vmapped
+groups on accelerators).
 
-Shapes are static: B is fixed for a run (the last batch is padded), and the
-flux-stage capacity and K take a few bucket values each, so a run compiles
-each stage once per bucket, never per star.  Randomness: star ``i`` uses ``fold_in(key, i)``
-and its K depends on that star alone, so results do not depend on batching
-and a resumed run reproduces an uninterrupted one.
+Shapes are static: B is fixed for a run (the last batch is padded), the
+flux-stage capacity and K take a few bucket values each and group sizes are
+powers of two, so a run compiles each stage a few times, never per star.
+Randomness: star ``i`` uses ``fold_in(key, i)`` and its K depends on that
+star alone, so results do not depend on batching or grouping, and a resumed
+run reproduces an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -112,13 +115,17 @@ def _stage1_mag(grid, flux, err, mask, plx, plxe, avlim, av_gauss, rvlim, rv_gau
 
 
 @functools.partial(jax.jit, static_argnames=("capacity",))
-def _stage1_flux(i, grid, flux, err, mask, mag, avlim, av_gauss, rvlim, rv_gauss, ltol, ltol_subthresh, *,
+def _stage1_flux(ids, grid, flux, err, mask, mag, avlim, av_gauss, rvlim, rv_gauss, ltol, ltol_subthresh, *,
                  capacity):
-    """Stage 1b (star ``i`` of the batch): flux stage on its selected models only,
-    gathered into ``capacity`` slots (one compile per capacity bucket)."""
-    mag_i = jax.tree_util.tree_map(lambda x: x[i], mag)
-    return fit_star_flux(grid, flux[i], err[i], mask[i], mag_i, capacity, avlim=avlim, av_gauss=av_gauss,
-                         rvlim=rvlim, rv_gauss=rv_gauss, ltol=ltol, ltol_subthresh=ltol_subthresh)
+    """Stage 1b (stars ``ids`` (G,) of the batch, vmapped): flux stage of each star on
+    its own selected models only, gathered into ``capacity`` slots (one compile per
+    capacity bucket and group size)."""
+    def one(i):
+        mag_i = jax.tree_util.tree_map(lambda x: x[i], mag)
+        return fit_star_flux(grid, flux[i], err[i], mask[i], mag_i, capacity, avlim=avlim, av_gauss=av_gauss,
+                             rvlim=rvlim, rv_gauss=rv_gauss, ltol=ltol, ltol_subthresh=ltol_subthresh)
+
+    return jax.vmap(one)(ids)
 
 
 @functools.partial(jax.jit, static_argnames=("wt_thresh", "cdf_thresh", "dim_prior", "chunk"))
@@ -145,55 +152,91 @@ def _stage1_finish(grid, lnprior, flux, err, mask, plx, plxe, mag, av, rv, n_flu
 
 
 def _stage1(grid, lnprior, flux, err, mask, plx, plxe, avlim, av_gauss, rvlim, rv_gauss, ltol, ltol_subthresh,
-            init_thresh, *, wt_thresh, cdf_thresh, dim_prior, no_init_thresh, chunk=None, nrows=None):
+            init_thresh, *, wt_thresh, cdf_thresh, dim_prior, no_init_thresh, chunk=None, nrows=None,
+            group_bytes=None):
     """Stage 1 of a batch: the (scale, A_V, R_V) fit of every model (`fit_star`),
     with the flux stage of each star run on its own selected models only.
-    ``nrows``: the real stars of a padded batch (padding rows skip the flux stage)."""
+    ``nrows``: the real stars of a padded batch (padding rows skip the flux stage);
+    ``group_bytes``: see `_groups`."""
     mag = _stage1_mag(grid, flux, err, mask, plx, plxe, avlim, av_gauss, rvlim, rv_gauss, ltol, ltol_subthresh,
                       init_thresh, no_init_thresh=no_init_thresh, chunk=chunk)
     n_act = np.asarray(mag.n_active)
     nrows = flux.shape[0] if nrows is None else nrows
-    nmodel = grid.m0.shape[1]
-    outs = [_stage1_flux(j, grid, flux, err, mask, mag, avlim, av_gauss, rvlim, rv_gauss, ltol, ltol_subthresh,
-                         capacity=_bucket(int(n_act[j]), nmodel, minimum=1024))
-            for j in range(nrows)]
-    outs += [outs[0]] * (flux.shape[0] - nrows)  # padding rows repeat row 0 (padded with row 0's star)
-    av, rv, n_flux, flux_err = (jnp.stack(x) for x in zip(*outs))
+    nmodel, nfilt = grid.m0.shape[1], grid.m0.shape[0]
+    caps = np.array([_bucket(int(n), nmodel, minimum=1024) for n in n_act[:nrows]])
+    itemsize = jnp.dtype(flux.dtype).itemsize
+    outs, pos = [], np.zeros(flux.shape[0], int)
+    for cap, ids, n in _groups(caps, lambda c: 32 * c * (nfilt + 4) * itemsize, group_bytes):
+        o = _stage1_flux(jnp.asarray(ids), grid, flux, err, mask, mag, avlim, av_gauss, rvlim, rv_gauss, ltol,
+                         ltol_subthresh, capacity=int(cap))
+        pos[ids[:n]] = sum(x[0].shape[0] for x in outs) + np.arange(n)
+        outs.append(o)
+    pos[nrows:] = pos[0]  # padding rows repeat row 0 (padded with row 0's star)
+    perm = jnp.asarray(pos)
+    av, rv, n_flux, flux_err = (jnp.concatenate(x)[perm] for x in zip(*outs))
     return _stage1_finish(grid, lnprior, flux, err, mask, plx, plxe, mag, av, rv, n_flux, flux_err, avlim, av_gauss,
                           rvlim, rv_gauss, ltol, wt_thresh=wt_thresh, cdf_thresh=cdf_thresh, dim_prior=dim_prior,
                           chunk=chunk)
 
 
-@functools.partial(jax.jit, static_argnames=("K", "nmc", "ndraws", "mode", "use_gal", "use_dust", "gal_kwargs"))
-def _stage2(i, key, sel, lnprob_sel, base, scale, av, rv, icov, feh, loga, plx, plxe, coords, dust_d, dust_mu,
-            dust_sd, avlim, rvlim, dust_avlim, shrink, *, K, nmc, ndraws, mode, use_gal, use_dust, gal_kwargs):
-    """Stage 2 for star ``i`` of a stage-1 batch (traced index: one compile per K bucket).
+def _groups(buckets, bytes_per_star, group_bytes=None):
+    """Stars of one batch grouped for the per-bucket (vmapped) calls.
 
-    K depends only on this star's own selection size, so its draws (keyed by
-    the star's own PRNG key) do not depend on batching.
+    ``buckets`` (n,): each star's static bucket (capacity or K).  Yields
+    ``(bucket, ids, n_real)`` with ``ids`` the star indices padded to a power of
+    two by repeating the first (so a run compiles once per bucket and group
+    size, log2 of the batch size at most).  A group holds at most
+    ``group_bytes / bytes_per_star(bucket)`` stars; ``group_bytes`` defaults
+    to 0 on CPU (one star per call: vmapping stars buys nothing on few cores)
+    and 2 GiB on accelerators, where one call per star would cost more in
+    launches than in work.
+    """
+    if group_bytes is None:
+        group_bytes = 0 if jax.default_backend() == "cpu" else 2 << 30
+    for b in np.unique(buckets):
+        ids = np.flatnonzero(buckets == b)
+        cap = max(1, int(group_bytes // max(bytes_per_star(int(b)), 1)))
+        cap = 1 << (cap.bit_length() - 1)
+        for s in range(0, ids.size, cap):
+            part = ids[s:s + cap]
+            g = 1 << (part.size - 1).bit_length()
+            yield b, np.concatenate([part, np.full(g - part.size, part[0])]), part.size
+
+
+@functools.partial(jax.jit, static_argnames=("K", "nmc", "ndraws", "mode", "use_gal", "use_dust", "gal_kwargs"))
+def _stage2(ids, keys, sel, lnprob_sel, base, scale, av, rv, icov, feh, loga, plx, plxe, coords, dust_d, dust_mu,
+            dust_sd, avlim, rvlim, dust_avlim, shrink, *, K, nmc, ndraws, mode, use_gal, use_dust, gal_kwargs):
+    """Stage 2 for stars ``ids`` (G,) of a stage-1 batch with PRNG keys ``keys``
+    (vmapped; one compile per K bucket and group size).
+
+    K depends only on each star's own selection size, so its draws (keyed by
+    the star's own PRNG key) do not depend on batching or grouping.
     """
     gkw = dict(gal_kwargs)
-    sel_i, lsel_i, base_i = sel[i], lnprob_sel[i], base[i]
-    s_i, a_i, r_i, ic_i = scale[i], av[i], rv[i], icov[i]
-    p_i, pe_i, lb_i, mu_i, sd_i = plx[i], plxe[i], coords[i], dust_mu[i], dust_sd[i]
-    k_sel, k_mc, k_draw = jax.random.split(key, 3)
-    idx, valid = gather_selected(k_sel, sel_i, lsel_i, K, mode)
-    extra = _mc_priors(p_i, pe_i, lb_i[0], lb_i[1], None if feh is None else feh[idx],
-                       None if loga is None else loga[idx], gkw if use_gal else None,
-                       (dust_d, mu_i, sd_i, dust_avlim) if use_dust else None)
 
-    mc = mc_integrate(k_mc, valid, base_i[idx], s_i[idx], a_i[idx], r_i[idx], ic_i[idx], extra, nmc=nmc,
-                      avlim=avlim, rvlim=rvlim, precision_shrinkage=shrink)
-    log_evid, di, dj = draw_posterior(k_draw, valid, mc, ndraws)
-    rows = idx[di]
-    return dict(
-        model_idx=rows.astype(jnp.int32),
-        ml_scale=s_i[rows], ml_av=a_i[rows], ml_rv=r_i[rows],
-        ml_cov_sar=inverse3(ic_i[rows], regularize=True),
-        obj_log_post=mc.lnp[di], obj_log_evid=log_evid, mc_ess=mc.mc_ess[di],
-        samps_dist=mc.dist[di, dj], samps_red=mc.av[di, dj], samps_dred=mc.rv[di, dj],
-        samps_logp=mc.lnp_mc[di, dj],
-    )
+    def one(i, key):
+        sel_i, lsel_i, base_i = sel[i], lnprob_sel[i], base[i]
+        s_i, a_i, r_i, ic_i = scale[i], av[i], rv[i], icov[i]
+        p_i, pe_i, lb_i, mu_i, sd_i = plx[i], plxe[i], coords[i], dust_mu[i], dust_sd[i]
+        k_sel, k_mc, k_draw = jax.random.split(key, 3)
+        idx, valid = gather_selected(k_sel, sel_i, lsel_i, K, mode)
+        extra = _mc_priors(p_i, pe_i, lb_i[0], lb_i[1], None if feh is None else feh[idx],
+                           None if loga is None else loga[idx], gkw if use_gal else None,
+                           (dust_d, mu_i, sd_i, dust_avlim) if use_dust else None)
+        mc = mc_integrate(k_mc, valid, base_i[idx], s_i[idx], a_i[idx], r_i[idx], ic_i[idx], extra, nmc=nmc,
+                          avlim=avlim, rvlim=rvlim, precision_shrinkage=shrink)
+        log_evid, di, dj = draw_posterior(k_draw, valid, mc, ndraws)
+        rows = idx[di]
+        return dict(
+            model_idx=rows.astype(jnp.int32),
+            ml_scale=s_i[rows], ml_av=a_i[rows], ml_rv=r_i[rows],
+            ml_cov_sar=inverse3(ic_i[rows], regularize=True),
+            obj_log_post=mc.lnp[di], obj_log_evid=log_evid, mc_ess=mc.mc_ess[di],
+            samps_dist=mc.dist[di, dj], samps_red=mc.av[di, dj], samps_dred=mc.rv[di, dj],
+            samps_logp=mc.lnp_mc[di, dj],
+        )
+
+    return jax.vmap(one)(ids, keys)
 
 
 _fit_star_jit = jax.jit(fit_star, static_argnames=("dim_prior", "init_thresh"))
@@ -238,6 +281,11 @@ class BruteForce:
         Progress output to stderr.
     dtype : jnp dtype, optional
         Compute dtype; default float64 when ``jax_enable_x64`` is on, else float32.
+    group_bytes : int, optional
+        Memory (bytes) for the stars of one batch that share a bucket and are
+        vmapped together in the per-star stages (flux stage, stage 2); default
+        0 on CPU (one star per call) and 2 GiB on accelerators.  Results do not
+        depend on it.
 
     Attributes
     ----------
@@ -245,13 +293,14 @@ class BruteForce:
     structured), labels_mask (structured bool, True for grid axes), nmodels, nfilters.
     """
 
-    def __init__(self, star_grid, verbose=True, dtype=None):
+    def __init__(self, star_grid, verbose=True, dtype=None, group_bytes=None):
         self.star_grid = star_grid
         self.models = star_grid.models
         self.models_labels = star_grid.labels
         self.labels_mask = star_grid.labels_mask
         self.verbose = verbose
         self.dtype = dtype or _default_dtype()
+        self.group_bytes = group_bytes
         self._grid = to_band_major(np.asarray(self.models), dtype=self.dtype)
 
     @property
@@ -431,8 +480,8 @@ class BruteForce:
             out.write(bad, {"obj_Nbands": np.zeros(bad.size, np.int16),
                             "obj_status": np.full(bad.size, STATUS["no_bands"], np.int8)})
         todo = np.flatnonzero(~done & (nb > 0))
+        itemsize = jnp.dtype(dt).itemsize
         if batch_size is None:
-            itemsize = jnp.dtype(dt).itemsize
             per_star = self.nmodels * (6 * nfilt + 48) * itemsize
             batch_size = int(max(1, min(64, mem_lim * 2**20 // max(per_star, 1))))
             # a power of two no larger than needed (the last batch is padded)
@@ -457,7 +506,7 @@ class BruteForce:
                          f(inp.plx[pad]), f(inp.plxe[pad]), *opts, wt_thresh=st["wt_thresh"],
                          cdf_thresh=st["cdf_thresh"] if st["wt_thresh"] is None else None,
                          dim_prior=bool(st["logl_dim_prior"]), no_init_thresh=st["logl_initthresh"] is None,
-                         chunk=_chunk(), nrows=rows.size)
+                         chunk=_chunk(), nrows=rows.size, group_bytes=self.group_bytes)
             fit, base, lsel, sel, nsel, chi2min, nbands = s1
             nsel_h = np.asarray(nsel)
             args2 = (sel, lsel, base, fit.scale, fit.av, fit.rv, fit.icov, feh_j, loga_j, f(inp.plx[pad]),
@@ -465,10 +514,15 @@ class BruteForce:
                      opts[0], opts[2], f(inp.dust_avlim), f(st["precision_shrinkage"]))
             static = dict(nmc=int(st["Nmc_prior"]), ndraws=int(st["Ndraws"]), mode=st["subsample_mode"],
                           use_gal=inp.use_gal, use_dust=inp.use_dust, gal_kwargs=gal_kwargs)
-            per_star = [_stage2(j, jax.random.fold_in(key, int(pad[j])), *args2,
-                                K=_bucket(int(nsel_h[j]), st["max_models"]), **static)
-                        for j in range(rows.size)]
-            res = {k: np.stack([np.asarray(r[k]) for r in per_star]) for k in per_star[0]}
+            ks = [_bucket(int(nsel_h[j]), st["max_models"]) for j in range(rows.size)]
+            res = {}
+            for K, ids, n in _groups(np.array(ks), lambda k: 24 * k * int(st["Nmc_prior"]) * itemsize,
+                                   self.group_bytes):
+                keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(jnp.asarray(pad[ids]))
+                o = _stage2(jnp.asarray(ids), keys, *args2, K=int(K), **static)
+                for k, v in o.items():
+                    v = np.asarray(v)[:n]
+                    res.setdefault(k, np.empty((rows.size,) + v.shape[1:], v.dtype))[ids[:n]] = v
             n = rows.size
             if not st["save_dar_draws"]:
                 for k in ("samps_dist", "samps_red", "samps_dred", "samps_logp"):
