@@ -20,7 +20,6 @@ two values on the toy.
 """
 
 import argparse
-import math
 import os
 import platform
 import statistics
@@ -36,98 +35,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 from brutus_jax.analysis import isochrone_population_loglike  # noqa: E402
-from brutus_jax.kernels.popgrid import PopSEDGrid  # noqa: E402
-
-LOG2_MAG = 2.5 * math.log10(2.0)
-
-
-class Toy:
-    """Analytic population with ``nfilt`` bands (JAX and brutus-style numpy faces)."""
-
-    def __init__(self, nfilt):
-        b = np.linspace(0.0, 1.0, nfilt)
-        self.off, self.slope = 0.9 - 1.1 * b, 1.2 - 1.3 * b
-        self.ea, self.eb = 1.3 - 0.8 * b, 0.1 - 0.15 * b
-        self.b = b
-
-    def _mini(self, xp, eep, loga, feh):
-        u = (eep - 202.0) / 606.0
-        return 0.09 + 2.2 * u ** 1.6 * xp.exp(-0.5 * (loga - 9.6)) * (1.0 + 0.05 * feh)
-
-    def _mags(self, xp, mini, eep, feh, loga, av, rv, dist):
-        dt = mini.dtype
-        c = [xp.asarray(v, dtype=dt) for v in (self.off, self.slope, self.ea, self.eb, self.b)]
-        lm = xp.log10(mini)[..., None]
-        post = (xp.logaddexp(0.0, (eep - 470.0) / 15.0) * 0.15)[..., None]
-        absmag = (4.7 + c[0] - (5.5 + c[1]) * lm - post * (1.0 + 0.2 * c[4])
-                  + 0.25 * feh * (c[4] + 0.25) + 0.1 * (loga - 9.6))
-        return absmag + av * (c[2] + c[3] * (rv - 3.1)) + 5.0 * xp.log10(dist / 10.0)
-
-    @staticmethod
-    def _add(xp, m1, m2):
-        return -2.5 * xp.log10(10.0 ** (-0.4 * m1) + 10.0 ** (-0.4 * m2))
-
-    def get_seds_smf_grid_jax(self, smf_values, feh=0.0, afe=0.0, loga=8.5, eep=None, av=0.0,
-                              rv=3.3, dist=1000.0, mini_bound=0.5, eep_binary_max=480.0,
-                              apply_corr=True, corr_params=None):
-        dt = jnp.result_type(feh, loga, av, rv, dist)
-        eep = jnp.asarray(eep, dtype=dt)
-        q = jnp.asarray(smf_values, dtype=dt)[:, None]
-        ok = eep <= 700.0 - 120.0 * (loga - 9.6)
-        mini = self._mini(jnp, eep, loga, feh)
-        sed1 = self._mags(jnp, mini, eep, feh, loga, av, rv, dist)
-        xp = jnp.where(ok, mini, 1e3 + eep)
-        tgt = q * mini[None, :]
-        eep2 = jnp.interp(tgt, xp, eep)
-        e2_ok = (tgt >= xp[0]) & (eep2 <= eep_binary_max) & (eep <= eep_binary_max)
-        eep2 = jnp.where(e2_ok, eep2, eep[0])
-        mini2 = self._mini(jnp, eep2, loga, feh)
-        sec = e2_ok & (mini2 >= mini_bound) & (q > 0.0) & (q < 1.0)
-        comb = jnp.where(sec[..., None], self._add(jnp, sed1[None], self._mags(
-            jnp, mini2, eep2, feh, loga, av, rv, dist)), sed1[None])
-        comb = jnp.where(((q == 1.0) & (eep <= eep_binary_max))[..., None], sed1[None] - LOG2_MAG, comb)
-        sed_ok = jnp.broadcast_to(ok & (mini >= mini_bound), comb.shape[:2])
-        shape = comb.shape[:2]
-        return PopSEDGrid(jnp.where(sed_ok[..., None], comb, 0.0), sed_ok,
-                          jnp.broadcast_to(jnp.where(ok, mini, 1.0), shape),
-                          jnp.broadcast_to(ok, shape), eep, q[:, 0])
-
-
-class ToyNumpy:
-    """brutus-style face of :class:`Toy` (numpy, NaN where invalid)."""
-
-    def __init__(self, toy):
-        self.t = toy
-
-    def get_seds(self, feh=0.0, afe=0.0, loga=8.5, eep=None, av=0.0, rv=3.3, binary_fraction=0.0,
-                 dist=1000.0, mini_bound=0.5, eep_binary_max=480.0, apply_corr=True,
-                 corr_params=None, return_dict=True):
-        t, eep = self.t, np.asarray(eep, dtype=float)
-        ok = eep <= 700.0 - 120.0 * (loga - 9.6)
-        mini = np.where(ok, t._mini(np, eep, loga, feh), np.nan)
-        with np.errstate(invalid="ignore"):
-            sed = t._mags(np, mini, eep, feh, loga, av, rv, dist)
-            sed[~(mini >= mini_bound)] = np.nan
-        q = float(binary_fraction)
-        if 0.0 < q < 1.0:
-            fin = np.isfinite(mini)
-            srt = np.argsort(mini[fin])
-            eep2 = np.interp(mini * q, mini[fin][srt], eep[fin][srt], left=np.nan, right=np.nan)
-            with np.errstate(invalid="ignore"):
-                eep2[(eep2 > eep_binary_max) | (eep > eep_binary_max)] = np.nan
-                mini2 = t._mini(np, eep2, loga, feh)
-                sed2 = t._mags(np, mini2, eep2, feh, loga, av, rv, dist)
-                has = (mini2 >= mini_bound) & np.all(np.isfinite(sed2), axis=1)
-            sed[has] = t._add(np, sed[has], sed2[has])
-        elif q == 1.0:
-            with np.errstate(invalid="ignore"):
-                isb = (eep <= eep_binary_max) & ~np.isnan(sed[:, 0])
-            sed[isb] -= LOG2_MAG
-        return sed, {"mini": mini}, {}
-
-    def get_seds_smf_grid(self, smf_values, **kw):
-        return [self.get_seds(binary_fraction=float(q), **kw) for q in np.atleast_1d(smf_values)]
-
+from brutus_jax.data.toy_population import ToyPopulation  # noqa: E402
 
 def _observe(mags, nfield, dist, rng):
     """Members' magnitudes + ``nfield`` uniform field stars -> noisy fluxes (3 %),
@@ -207,8 +115,8 @@ def main():
     dt = np.float64 if a.dtype == "float64" else np.float32
     rng = np.random.default_rng(1)
     truth = np.array([0.0, 9.6, 0.3, 3.3, 800.0, 0.1])
-    toy = Toy(a.nfilt)
-    npop = ToyNumpy(toy)
+    toy = ToyPopulation(a.nfilt)
+    npop = toy.numpy()
     flux, err, plx, perr = simulate(npop, a.nstar, a.nfilt, rng, truth)
     smf = np.linspace(0.0, 1.0, a.nsmf).astype(dt)
     eep = np.linspace(202.0, 808.0, a.neep).astype(dt)
