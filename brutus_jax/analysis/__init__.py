@@ -2,10 +2,12 @@
 
 ``BruteForce`` fits individual stars (see ``bruteforce``); the population
 (cluster) likelihood and its five steps live in ``populations`` (jit-able and
-differentiable with a population offering ``get_seds_smf_grid_jax``).
+differentiable with a population offering ``get_seds_smf_grid_jax``);
+``fit_cluster`` samples it with blackjax NUTS (see ``cluster``).
 """
 
 from .bruteforce import BruteForce  # noqa: F401
+from .cluster import ClusterResult, fit_cluster  # noqa: F401
 from .populations import (  # noqa: F401
     apply_isochrone_mixture_model,
     compute_isochrone_cluster_loglike,
@@ -23,4 +25,6 @@ __all__ = [
     "compute_isochrone_outlier_loglike",
     "apply_isochrone_mixture_model",
     "marginalize_isochrone_grid",
+    "fit_cluster",
+    "ClusterResult",
 ]

@@ -1,0 +1,434 @@
+"""Cluster fits: the population likelihood sampled with blackjax NUTS.
+
+brutus leaves sampling ``isochrone_population_loglike`` to the user (emcee,
+hours).  :func:`fit_cluster` returns a converged posterior in one call:
+
+1. **Space.**  The free parameters of theta = [feh, loga, av, rv, dist,
+   field_frac] are mapped to R by scaled logits (`cluster_params`), with the
+   Jacobian in the density; priors are documented there.
+2. **Initialisation** (the age-[Fe/H]-distance-A_V degeneracy makes the
+   likelihood multimodal): ``num_starts`` stratified points in the prior box
+   (distances drawn around the members' median parallax when parallaxes are
+   given) scored with a 0.3 mag error floor, the best ``num_opt`` optimised
+   by L-BFGS (optax) on the log posterior in a continuation over error floors
+   0.3, 0.1, 0.03 mag down to ``err_floor`` (wide basins first; the field
+   fraction held at 0.1 in the first stage); chains start at the distinct optima within 10 nats of the best
+   (others from the best), each jittered.
+3. **NUTS** with blackjax's window adaptation of the step size and a DENSE
+   inverse mass matrix (a diagonal one does not mix on cluster likelihoods,
+   JAX_NOTES.md), ``num_warmup`` then ``num_samples`` per chain, chains run
+   one after the other (CPU) or vmapped (accelerators); each compiled once
+   per call.
+4. **Diagnostics**: rank-normalised split R-hat, bulk/tail ESS
+   (`diagnostics`), divergences, step sizes, acceptance.  A run is called
+   converged only when every free parameter has R-hat < 1.01 and
+   ESS >= ``min_ess`` and no transition diverged; otherwise a warning is
+   issued and ``result.converged`` is False with the reasons in
+   ``result.flags``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import sys
+import time
+import warnings
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from . import diagnostics as diag
+from .cluster_params import PARAMS, build_specs, free_names, log_prior_jacobian, to_theta, to_z
+from .populations import isochrone_population_loglike
+
+__all__ = ["fit_cluster", "ClusterResult"]
+
+
+@dataclasses.dataclass
+class ClusterResult:
+    """Posterior of a cluster fit.
+
+    Attributes
+    ----------
+    samples : dict name -> array (chains, draws)
+        feh [dex], loga [log10 yr], av [mag], rv, dist [pc], field_frac; fixed
+        parameters are constant arrays.
+    logdensity : array (chains, draws)
+        Log posterior density on the sampled (unconstrained) space.
+    diagnostics : dict
+        ``rhat``, ``ess_bulk``, ``ess_tail`` (dicts keyed like samples, free
+        parameters only), ``divergences``, ``step_size``, ``acceptance``,
+        ``mean_num_steps`` (arrays per chain), ``init`` (the optima found),
+        ``timing`` [s] and ``ess_per_s`` (min bulk ESS / sampling wall time).
+    converged : bool
+    flags : list of str
+        Why the run is not called converged (empty when it is).
+    free, fixed : list of str, dict
+        Sampled parameters; fixed parameters and their values.
+    map_theta : array (6,)
+        The best optimum found during initialisation.
+    """
+
+    samples: dict
+    logdensity: np.ndarray
+    diagnostics: dict
+    converged: bool
+    flags: list
+    free: list
+    fixed: dict
+    map_theta: np.ndarray
+
+    def theta(self):
+        """All draws as theta vectors, shape (chains * draws, 6)."""
+        return np.stack([self.samples[n].ravel() for n in PARAMS], axis=-1)
+
+    def summary_table(self):
+        """dict name -> mean, sd, quantiles, rhat, ess_bulk, ess_tail."""
+        return diag.summarize({n: self.samples[n] for n in self.free})
+
+    def summary(self):
+        """The summary table as text."""
+        head = f"{'param':>10} {'mean':>10} {'sd':>9} {'2.5%':>10} {'50%':>10} {'97.5%':>10} " \
+               f"{'R-hat':>6} {'ESS_bulk':>8} {'ESS_tail':>8}"
+        lines = [head]
+        for n, r in self.summary_table().items():
+            lines.append(f"{n:>10} {r['mean']:10.4g} {r['sd']:9.3g} {r['q2_5']:10.4g} {r['q50']:10.4g} "
+                         f"{r['q97_5']:10.4g} {r['rhat']:6.3f} {r['ess_bulk']:8.0f} {r['ess_tail']:8.0f}")
+        for n, v in self.fixed.items():
+            lines.append(f"{n:>10} {v:10.4g} (fixed)")
+        d = self.diagnostics
+        lines.append(f"divergences {int(np.sum(d['divergences']))}, step sizes "
+                     f"{np.array2string(np.asarray(d['step_size']), precision=3)}, acceptance "
+                     f"{np.array2string(np.asarray(d['acceptance']), precision=2)}; "
+                     + ("converged" if self.converged else "NOT converged: " + "; ".join(self.flags)))
+        return "\n".join(lines)
+
+    def to_arviz(self):
+        """An ``arviz.InferenceData`` (needs the optional ``arviz`` package)."""
+        try:
+            import arviz as az
+        except ImportError as e:  # pragma: no cover - depends on the environment
+            raise ImportError("to_arviz() needs arviz: pip install arviz") from e
+        stats = {"lp": self.logdensity, "diverging": self.diagnostics["diverging"],
+                 "acceptance_rate": self.diagnostics["accept_draws"],
+                 "n_steps": self.diagnostics["n_steps_draws"]}
+        return az.from_dict(posterior={n: self.samples[n] for n in self.free}, sample_stats=stats,
+                            attrs={"fixed": repr(self.fixed), "converged": str(self.converged)})
+
+
+def _prepare_obs(obs_phot, obs_err, parallax, parallax_err, mask, err_floor, dtype):
+    flux = np.asarray(obs_phot, float)
+    err = np.asarray(obs_err, float)
+    if flux.ndim != 2 or flux.shape[0] == 0:
+        raise ValueError(f"obs_phot: expected shape (N_objects, N_filters), got {flux.shape}")
+    if err.shape != flux.shape:
+        raise ValueError(f"obs_err: shape {err.shape} must match obs_phot {flux.shape}")
+    if (parallax is None) != (parallax_err is None):
+        raise ValueError("parallax_err: parallax and parallax_err must be given together")
+    if mask is not None and np.shape(mask) != flux.shape:
+        raise ValueError(f"mask: shape {np.shape(mask)} must match obs_phot {flux.shape}")
+    if err_floor < 0 or not np.isfinite(err_floor):
+        raise ValueError(f"err_floor: must be a finite magnitude >= 0, got {err_floor}")
+    out = [jnp.asarray(flux, dtype), jnp.asarray(err, dtype)]
+    if parallax is not None:
+        plx, plxe = np.asarray(parallax, float), np.asarray(parallax_err, float)
+        if plx.shape != (flux.shape[0],) or plxe.shape != plx.shape:
+            raise ValueError(f"parallax, parallax_err: expected shape ({flux.shape[0]},) each")
+        out += [jnp.asarray(plx, dtype), jnp.asarray(plxe, dtype)]
+    else:
+        out += [None, None]
+    out.append(None if mask is None else jnp.asarray(mask, dtype))
+    return tuple(out)
+
+
+#: field fraction of the starting points, held during the first optimisation stage:
+#: from a poor start, "every star is a field star" is a wide basin of the posterior
+#: (flat in the other parameters) that a free optimiser falls into.
+_FF_START = 0.1
+#: error floors [mag] of the initialisation's continuation stages (those above err_floor)
+_INIT_FLOORS = (0.3, 0.1, 0.03)
+
+
+def _init_points(rng, specs, n, parallax, parallax_err):
+    """Stratified (Latin hypercube) starting points for the free parameters."""
+    free = [s for s in specs if s.fixed is None]
+    u = (rng.permuted(np.tile(np.arange(n), (len(free), 1)), axis=1).T + rng.uniform(size=(n, len(free)))) / n
+    x = np.empty_like(u)
+    for k, s in enumerate(free):
+        lo, hi = s.lo, s.hi
+        if s.name == "dist":
+            d0 = None
+            if parallax is not None:
+                p, pe = np.asarray(parallax, float), np.asarray(parallax_err, float)
+                good = np.isfinite(p) & np.isfinite(pe) & (pe > 0) & (p > 3 * pe)
+                if good.sum() >= 3:
+                    d0 = 1000.0 / np.median(p[good])
+            if d0 is not None and lo < d0 < hi:
+                x[:, k] = np.clip(d0 * np.exp(0.2 * (u[:, k] - 0.5)), lo, hi)
+            else:  # uniform in log distance
+                x[:, k] = np.exp(np.log(lo) + u[:, k] * (np.log(hi) - np.log(lo)))
+        elif s.name == "field_frac":  # a minority of field stars (see _FF_START)
+            x[:, k] = np.clip(_FF_START, lo + 0.01 * (hi - lo), hi - 0.01 * (hi - lo))
+        else:
+            x[:, k] = lo + (hi - lo) * (0.05 + 0.9 * u[:, k])
+    return x
+
+
+def fit_cluster(stellarpop, obs_phot, obs_err, parallax=None, parallax_err=None, mask=None, cluster_prob=0.95,
+                priors=None, num_chains=4, num_warmup=500, num_samples=500, seed=0, progress=True, *,
+                err_floor=0.02, num_starts=64, num_opt=None, opt_steps=100, chain_method=None,
+                target_accept=0.8, max_num_doublings=10, min_ess=None, dtype=None, **likelihood_kwargs):
+    """Posterior of a coeval cluster's [Fe/H], log age, A_V, R_V, distance and field fraction.
+
+    Parameters
+    ----------
+    stellarpop : StellarPop or a population with ``get_seds_smf_grid_jax``
+        (e.g. `brutus_jax.data.toy_population.ToyPopulation`).
+    obs_phot, obs_err : array (N_objects, N_filters)
+        Fluxes ``10**(-0.4 mag)`` in the population's filters and their errors.
+    parallax, parallax_err : array (N_objects,), optional
+        [mas]; both or neither.
+    mask : array (N_objects, N_filters), optional
+        Band mask (1 = use).
+    cluster_prob : float
+        Prior membership probability (as ``isochrone_population_loglike``).
+    priors : dict, optional
+        Per-parameter bounds / log-densities / fixed values (`cluster_params`).
+    num_chains, num_warmup, num_samples : int
+        Chains; warmup (window adaptation) and kept draws per chain.
+    seed : int or JAX PRNG key
+    progress : bool
+        Progress bar (stderr) over initialisation, warmup and sampling.
+    err_floor : float
+        Magnitude error added in quadrature to every band [mag]; default 0.02.
+        It stands for isochrone/BC systematics and, as importantly, smooths
+        the ripple that a discrete EEP grid puts into the likelihood when the
+        photometric errors are smaller than the grid's magnitude spacing
+        (with 0 the posterior is ragged and NUTS does not mix; see
+        benchmarks/README.md).  0 reproduces ``isochrone_population_loglike``.
+    num_starts, num_opt, opt_steps : int
+        Initialisation: prior points scored, how many of the best are
+        optimised (default ``num_chains``), L-BFGS steps per continuation stage.
+    chain_method : {"sequential", "vectorized"}, optional
+        Default "sequential" on CPU, "vectorized" (vmap) on accelerators.
+    target_accept, max_num_doublings : NUTS settings (0.8, 10).
+    min_ess : float, optional
+        Bulk and tail ESS required to call the run converged (default 100 per chain).
+    dtype : optional
+        Compute dtype (default float64 under x64, else float32).
+    **likelihood_kwargs
+        Forwarded to ``isochrone_population_loglike`` (``smf_grid``,
+        ``eep_grid``, ``dim_prior``, ``mini_bound``, ``eep_binary_max``,
+        ``corr_params``, outlier options).
+
+    Returns
+    -------
+    ClusterResult
+    """
+    import blackjax
+    import optax
+    from tqdm.auto import tqdm
+
+    if num_chains < 1 or num_samples < 4 or num_warmup < 20:
+        raise ValueError("num_chains >= 1, num_samples >= 4 and num_warmup >= 20 are required")
+    if chain_method is None:
+        chain_method = "sequential" if jax.default_backend() == "cpu" else "vectorized"
+    if chain_method not in ("sequential", "vectorized"):
+        raise ValueError(f"chain_method: 'sequential' or 'vectorized', got {chain_method!r}")
+    dtype = jnp.dtype(dtype or (jnp.float64 if jax.config.jax_enable_x64 else jnp.float32))
+    specs = build_specs(stellarpop, priors)
+    names = free_names(specs)
+    nfree = len(names)
+    if nfree == 0:
+        raise ValueError("priors: every parameter is fixed; nothing to sample")
+    obs = _prepare_obs(obs_phot, obs_err, parallax, parallax_err, mask, float(err_floor), dtype)
+    popdata = stellarpop.jax_data(dtype) if hasattr(stellarpop, "jax_data") else None
+    num_opt = int(num_opt or num_chains)
+    min_ess = float(100 * num_chains if min_ess is None else min_ess)
+    seed_int = seed if isinstance(seed, (int, np.integer)) else 0
+    key = jax.random.key(int(seed)) if isinstance(seed, (int, np.integer)) else seed
+    rng = np.random.default_rng(int(seed_int))
+
+    def make_logdensity(data, obs_, floor=None):
+        """Log posterior on z; ``floor`` [mag] (traced) is added in quadrature to the errors."""
+        pop = stellarpop.with_data(data) if data is not None else stellarpop
+        flux, err, plx, plxe, msk = obs_
+        floor = err_floor if floor is None else floor
+        err = jnp.sqrt(err**2 + (floor * (math.log(10.0) / 2.5) * flux) ** 2)
+
+        def logdensity(z):
+            theta, lp = log_prior_jacobian(z, specs)
+            ll = isochrone_population_loglike(theta, pop, flux, err, parallax=plx, parallax_err=plxe,
+                                              cluster_prob=cluster_prob, mask=msk, **likelihood_kwargs)
+            out = ll + lp
+            return jnp.where(jnp.isfinite(out), out, -jnp.inf)
+
+        return logdensity
+
+    timing = {}
+    bar = tqdm(total=2 + (num_chains if chain_method == "sequential" else 1) + 10, disable=not progress,
+               desc="fit_cluster", file=sys.stderr)
+
+    # ---------------------------------------------------------------- 1. initialisation
+    t0 = time.perf_counter()
+    x0 = _init_points(rng, specs, int(num_starts), parallax, parallax_err)
+    z0 = jnp.asarray(to_z(x0, specs), dtype)
+
+    @jax.jit
+    def score(zs, floor, data, obs_):
+        return jax.lax.map(make_logdensity(data, obs_, floor), zs)
+
+    # continuation: the starts are scored and optimised with large error floors first (wide
+    # basins, gradients that point to the cluster sequence), then with the requested floor
+    floors = [f for f in _INIT_FLOORS if f > err_floor] + [float(err_floor)]
+    lp0 = np.asarray(score(z0, floors[0], popdata, obs))
+    order = np.argsort(-np.where(np.isfinite(lp0), lp0, -np.inf))[:num_opt]
+    bar.set_postfix_str("optimising")
+    bar.update(1)
+    hold_mask = jnp.asarray([0.0 if n == "field_frac" else 1.0 for n in names], dtype)
+
+    @jax.jit
+    def optimise(zs, floor, hold, data, obs_):
+        """L-BFGS (optax) on -log posterior from each start; gradients of held
+        parameters are zeroed."""
+        ld = make_logdensity(data, obs_, floor)
+        mask = jnp.where(hold, hold_mask, 1.0)
+
+        def neg(q):
+            v = -ld(q)
+            return jnp.where(jnp.isfinite(v), v, 1e30)
+
+        opt = optax.lbfgs()
+        vg = optax.value_and_grad_from_state(neg)
+
+        def one(z):
+            def step(carry, _):
+                z, st = carry
+                v, g = vg(z, state=st)
+                g = jnp.where(jnp.isfinite(g), g, 0.0) * mask
+                upd, st = opt.update(g, st, z, value=v, grad=g, value_fn=neg)
+                return (optax.apply_updates(z, upd), st), v
+
+            (z, _), _ = jax.lax.scan(step, (z, opt.init(z)), None, length=int(opt_steps))
+            return z, ld(z)
+
+        return jax.lax.map(one, zs)
+
+    zs = z0[order]
+    for k, fl in enumerate(floors):  # the field fraction is held at its start in the first stage
+        zs, lp_opt = optimise(zs, fl, k == 0 and len(floors) > 1, popdata, obs)
+    z_opt, lp_opt = np.asarray(zs), np.asarray(lp_opt)
+    lp_opt = np.where(np.isfinite(lp_opt), lp_opt, -np.inf)
+    rank = np.argsort(-lp_opt)
+    z_opt, lp_opt = z_opt[rank], lp_opt[rank]
+    if not np.isfinite(lp_opt[0]):
+        raise RuntimeError("fit_cluster: no starting point has a finite posterior density; check the "
+                           "photometry units (fluxes 10**(-0.4 mag)), filters and priors")
+    theta_opt = np.asarray(to_theta(jnp.asarray(z_opt), specs)[0])
+    starts = [z_opt[k] if (k < len(z_opt) and lp_opt[k] > lp_opt[0] - 10.0) else z_opt[0]
+              for k in range(num_chains)]
+    zc = jnp.asarray(np.stack(starts) + 0.01 * rng.normal(size=(num_chains, nfree)), dtype)
+    timing["init"] = time.perf_counter() - t0
+    bar.update(1)
+
+    # ---------------------------------------------------------------- 2. warmup and sampling
+    def warm(k, z, data, obs_):
+        wa = blackjax.window_adaptation(blackjax.nuts, make_logdensity(data, obs_), is_mass_matrix_diagonal=False,
+                                        target_acceptance_rate=target_accept, max_num_doublings=max_num_doublings,
+                                        adaptation_info_fn=blackjax.adaptation.base.get_filter_adapt_info_fn())
+        (state, params), _ = wa.run(k, z, num_steps=int(num_warmup))
+        return state, {"step_size": params["step_size"], "inverse_mass_matrix": params["inverse_mass_matrix"]}
+
+    block = max(1, math.ceil(num_samples / 10))
+    nblocks = math.ceil(num_samples / block)
+
+    def sample(k, state, params, data, obs_):
+        kern = blackjax.nuts(make_logdensity(data, obs_), max_num_doublings=max_num_doublings, **params)
+
+        def step(st, kk):
+            st, info = kern.step(kk, st)
+            return st, (st.position, st.logdensity, info.is_divergent, info.acceptance_rate,
+                        info.num_integration_steps)
+
+        return jax.lax.scan(step, state, jax.random.split(k, block))
+
+    if chain_method == "vectorized":
+        warm_j = jax.jit(jax.vmap(warm, in_axes=(0, 0, None, None)))
+        sample_j = jax.jit(jax.vmap(sample, in_axes=(0, 0, 0, None, None)))
+    else:
+        warm_j, sample_j = jax.jit(warm), jax.jit(sample)
+    k_warm, k_samp = jax.random.split(key)
+    kw = jax.random.split(k_warm, num_chains)
+    ks = jax.random.split(k_samp, (nblocks, num_chains))
+    t0 = time.perf_counter()
+    bar.set_postfix_str("warmup")
+    if chain_method == "vectorized":
+        states, params = warm_j(kw, zc, popdata, obs)
+        jax.block_until_ready(states)
+        bar.update(1)
+    else:
+        res = []
+        for c in range(num_chains):
+            res.append(warm_j(kw[c], zc[c], popdata, obs))
+            jax.block_until_ready(res[-1])
+            bar.update(1)
+        states = [r[0] for r in res]
+        params = [r[1] for r in res]
+    timing["warmup"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    bar.set_postfix_str("sampling")
+    chunks = []
+    for b in range(nblocks):
+        if chain_method == "vectorized":
+            states, out = sample_j(ks[b], states, params, popdata, obs)
+            chunks.append(jax.tree_util.tree_map(np.asarray, out))
+        else:
+            outs = []
+            for c in range(num_chains):
+                states[c], out = sample_j(ks[b, c], states[c], params[c], popdata, obs)
+                outs.append(out)
+            chunks.append(jax.tree_util.tree_map(lambda *a: np.stack([np.asarray(x) for x in a]), *outs))
+        bar.update(10 / nblocks)
+    timing["sampling"] = time.perf_counter() - t0
+    bar.close()
+    pos, logd, div, acc, nsteps = (np.concatenate(x, axis=1)[:, :num_samples] for x in zip(*chunks))
+    if chain_method == "sequential":
+        params = jax.tree_util.tree_map(lambda *a: np.stack([np.asarray(x) for x in a]), *params)
+
+    # ---------------------------------------------------------------- 3. results and diagnostics
+    theta = np.asarray(to_theta(jnp.asarray(pos), specs)[0], float)
+    samples = {n: theta[..., i] for i, n in enumerate(PARAMS)}
+    free_samples = {n: samples[n] for n in names}
+    rhat = {n: diag.split_rhat(x) for n, x in free_samples.items()}
+    essb = {n: diag.ess_bulk(x) for n, x in free_samples.items()}
+    esst = {n: diag.ess_tail(x) for n, x in free_samples.items()}
+    ndiv = div.sum(axis=1)
+    flags = []
+    bad_r = [n for n, r in rhat.items() if not (r < 1.01)]
+    if bad_r:
+        flags.append("R-hat >= 1.01 for " + ", ".join(f"{n} ({rhat[n]:.3f})" for n in bad_r))
+    low = [n for n in names if not (min(essb[n], esst[n]) >= min_ess)]
+    if low:
+        flags.append(f"ESS < {min_ess:.0f} for " + ", ".join(f"{n} ({min(essb[n], esst[n]):.0f})" for n in low))
+    if ndiv.sum() > 0:
+        flags.append(f"{int(ndiv.sum())} divergent transitions")
+    if not np.all(np.isfinite(logd)):
+        flags.append("non-finite log density in the draws")
+    converged = not flags
+    if not converged:
+        warnings.warn("fit_cluster: the chains are not converged: " + "; ".join(flags)
+                      + " (run longer, add err_floor, fix poorly constrained parameters or check the data)",
+                      RuntimeWarning, stacklevel=2)
+    min_essb = min(essb.values())
+    diagnostics = dict(
+        rhat=rhat, ess_bulk=essb, ess_tail=esst, divergences=ndiv, diverging=div,
+        step_size=np.asarray(params["step_size"]), inverse_mass_matrix=np.asarray(params["inverse_mass_matrix"]),
+        acceptance=acc.mean(axis=1), accept_draws=acc, mean_num_steps=nsteps.mean(axis=1), n_steps_draws=nsteps,
+        init=dict(theta=theta_opt, logdensity=lp_opt, starts=np.asarray(to_theta(zc, specs)[0])),
+        timing=timing, ess_per_s=min_essb / max(timing["warmup"] + timing["sampling"], 1e-9),
+    )
+    fixed = {s.name: s.fixed for s in specs if s.fixed is not None}
+    return ClusterResult(samples=samples, logdensity=logd, diagnostics=diagnostics, converged=converged,
+                         flags=flags, free=names, fixed=fixed, map_theta=theta_opt[0])
