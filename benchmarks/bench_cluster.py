@@ -1,0 +1,88 @@
+"""Cluster fits: how smooth the population posterior is, and how NUTS mixes on it.
+
+Usage:  python benchmarks/bench_cluster.py [--nstars 60] [--ripple] [--fit]
+        [--neep 250] [--nsmf 6] [--err-floor 0.1] [--warmup 150] [--samples 150] [--max-doublings 6]
+
+Simulated cluster (``data.toy_population.simulate_cluster``: truth [Fe/H] 0, log age 9.6,
+A_V 0.3, R_V 3.3, 800 pc, 10 % field, 30 % binaries, 0.3-1 % photometry, 0.02-0.1 mas parallaxes)
+on the analytic toy population (4 bands), float64.
+
+``--ripple``: the log-likelihood along log age, A_V and distance through the truth (401 points
+over +-0.05 dex, +-0.05 mag, +-10 pc) for several EEP grids and error floors; prints the number
+of local minima (a smooth likelihood has none near its peak) and the range.
+
+``--fit``: `fit_cluster` (2 chains) with the given settings; prints the summary, step sizes,
+mean leapfrog steps per draw, timing and min bulk ESS per second.
+"""
+
+import argparse
+import os
+import platform
+import time
+
+import jax
+
+jax.config.update("jax_enable_x64", True)
+
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+
+from brutus_jax.analysis import fit_cluster, isochrone_population_loglike  # noqa: E402
+from brutus_jax.data.toy_population import ToyPopulation, simulate_cluster  # noqa: E402
+
+TRUTH = np.array([0.0, 9.6, 0.3, 3.3, 800.0, 0.1])
+
+
+def ripple(pop, d, settings):
+    print("EEP points  floor  | local minima (range, nats) along: log age   A_V        distance")
+    for neep, floor in settings:
+        grids = dict(smf_grid=np.linspace(0, 1, 6), eep_grid=np.linspace(202, 808, neep))
+        err = np.sqrt(d["err"] ** 2 + (floor * np.log(10) / 2.5 * d["flux"]) ** 2)
+        f = jax.jit(jax.vmap(lambda th: isochrone_population_loglike(
+            th, pop, d["flux"], err, parallax=d["parallax"], parallax_err=d["parallax_err"], **grids)))
+        row = []
+        for i, w in [(1, 0.05), (2, 0.05), (4, 10.0)]:
+            ths = np.tile(TRUTH, (401, 1))
+            ths[:, i] += np.linspace(-w, w, 401)
+            v = np.asarray(f(jnp.asarray(ths)))
+            dv = np.diff(v)
+            row.append(f"{int(np.sum((dv[:-1] < 0) & (dv[1:] > 0))):3d} ({v.max() - v.min():6.1f})")
+        print(f"{neep:10d}  {floor:5.2f}  | {'   '.join(row)}", flush=True)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--nstars", type=int, default=60)
+    ap.add_argument("--ripple", action="store_true")
+    ap.add_argument("--fit", action="store_true")
+    ap.add_argument("--neep", type=int, default=250)
+    ap.add_argument("--nsmf", type=int, default=6)
+    ap.add_argument("--err-floor", type=float, default=0.1)
+    ap.add_argument("--warmup", type=int, default=150)
+    ap.add_argument("--samples", type=int, default=150)
+    ap.add_argument("--max-doublings", type=int, default=6)
+    a = ap.parse_args()
+    print(f"python {platform.python_version()}, jax {jax.__version__} ({jax.default_backend()}), "
+          f"{os.cpu_count()} CPU cores")
+    pop = ToyPopulation(4)
+    d = simulate_cluster(pop, TRUTH, a.nstars, seed=3)
+    if a.ripple:
+        ripple(pop, d, [(250, 0.0), (250, 0.02), (600, 0.0), (600, 0.03), (2000, 0.02), (600, 0.1)])
+    if a.fit:
+        grids = dict(smf_grid=np.linspace(0, 1, a.nsmf), eep_grid=np.linspace(202, 808, a.neep))
+        t0 = time.perf_counter()
+        r = fit_cluster(pop, d["flux"], d["err"], d["parallax"], d["parallax_err"], num_chains=2,
+                        num_warmup=a.warmup, num_samples=a.samples, seed=1, progress=False, err_floor=a.err_floor,
+                        max_num_doublings=a.max_doublings, priors={"rv": 3.3}, **grids)
+        dg = r.diagnostics
+        print(f"fit_cluster: {a.nstars} stars, {a.nsmf} SMF x {a.neep} EEP, err_floor {a.err_floor}, "
+              f"warmup/samples {a.warmup}/{a.samples}, max_num_doublings {a.max_doublings}: "
+              f"{time.perf_counter() - t0:.0f} s (init {dg['timing']['init']:.0f}, warmup {dg['timing']['warmup']:.0f}, "
+              f"sampling {dg['timing']['sampling']:.0f}); mean leapfrog steps {dg['mean_num_steps']}, "
+              f"min bulk ESS/s {dg['ess_per_s']:.3f}")
+        print(r.summary())
+        print("truth", TRUTH)
+
+
+if __name__ == "__main__":
+    main()
