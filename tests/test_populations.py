@@ -1,14 +1,12 @@
 """Population (cluster) likelihood: brutus_jax.analysis.populations.
 
-A toy stellar population defined here (analytic isochrone, brutus 1.2.0's
-StellarPop binary rules) offers both the JAX contract
+The package's toy stellar population (`brutus_jax.data.toy_population`: analytic
+isochrone, brutus 1.2.0's StellarPop binary rules), with this file's band constants, offers both the JAX contract
 (``get_seds_smf_grid_jax`` -> PopSEDGrid) and brutus's numpy conventions
 (``get_seds`` / ``get_seds_smf_grid``, NaN where invalid).  References:
 astro-brutus 1.2.0 fed the numpy toy (oracle), central finite differences,
 and analytic expectations for the SMF measure.
 """
-
-import math
 
 import jax
 import jax.numpy as jnp
@@ -16,114 +14,31 @@ import numpy as np
 import pytest
 
 from brutus_jax.analysis import populations as P
-from brutus_jax.kernels.popgrid import PopSEDGrid
+from brutus_jax.data.toy_population import ToyPopulation
 
 NF = 4
 OFF = np.array([0.9, 0.3, 0.0, -0.2])
 SLOPE = np.array([1.2, 0.6, 0.2, -0.1])
 EXT_A = np.array([1.25, 1.0, 0.75, 0.55])
 EXT_B = np.array([0.10, 0.05, -0.02, -0.05])
-LOG2_MAG = 2.5 * math.log10(2.0)
 TRUTH = np.array([0.0, 9.6, 0.3, 3.3, 800.0, 0.1])
 SMF = np.linspace(0.0, 1.0, 6)
 EEP = np.linspace(202.0, 808.0, 300)
 BINARIES = tuple(range(0, 54, 5))  # member indices simulated as binaries
 
 
-def _mini(xp, eep, loga, feh):
-    u = (eep - 202.0) / 606.0
-    return 0.09 + 2.2 * u ** 1.6 * xp.exp(-0.5 * (loga - 9.6)) * (1.0 + 0.05 * feh)
-
-
-def _eep_end(loga):
-    return 700.0 - 120.0 * (loga - 9.6)
-
-
-def _mags(xp, mini, eep, feh, loga, av, rv, dist):
-    dt = mini.dtype
-    off, slope, ea, eb = (xp.asarray(c, dtype=dt) for c in (OFF, SLOPE, EXT_A, EXT_B))
-    lm = xp.log10(mini)[..., None]
-    post = (xp.logaddexp(0.0, (eep - 470.0) / 15.0) * 0.15)[..., None]
-    b = xp.arange(NF, dtype=dt) / NF
-    absmag = (4.7 + off - (5.5 + slope) * lm - post * (1.0 + 0.2 * b)
-              + 0.25 * feh * (b + 0.25) + 0.1 * (loga - 9.6))
-    return absmag + av * (ea + eb * (rv - 3.1)) + 5.0 * xp.log10(dist / 10.0)
-
-
-def _add_mag(xp, m1, m2):
-    return -2.5 * xp.log10(10.0 ** (-0.4 * m1) + 10.0 ** (-0.4 * m2))
-
-
-class NumpyToyPop:
-    """brutus-style toy StellarPop (numpy, NaN where invalid; brutus's signatures)."""
+class JaxToyPop(ToyPopulation):
+    """The package's analytic toy population with this file's band constants
+    (JAX face: PopSEDGrid; ``.numpy()``: brutus's numpy conventions)."""
 
     def __init__(self):
-        self.calls = []
-
-    def get_seds(self, feh=0.0, afe=0.0, loga=8.5, eep=None, av=0.0, rv=3.3, binary_fraction=0.0,
-                 dist=1000.0, mini_bound=0.5, eep_binary_max=480.0, apply_corr=True,
-                 corr_params=None, return_dict=True):
-        self.calls.append(binary_fraction)
-        eep = np.asarray(eep, dtype=float)
-        ok = eep <= _eep_end(loga)
-        mini = np.where(ok, _mini(np, eep, loga, feh), np.nan)
-        with np.errstate(invalid="ignore"):
-            sed = _mags(np, mini, eep, feh, loga, av, rv, dist)
-            sed[~(mini >= mini_bound)] = np.nan
-        mini2 = np.full_like(mini, np.nan)
-        q = float(binary_fraction)
-        if 0.0 < q < 1.0:
-            fin = np.isfinite(mini)
-            srt = np.argsort(mini[fin])
-            eep2 = np.interp(mini * q, mini[fin][srt], eep[fin][srt], left=np.nan, right=np.nan)
-            with np.errstate(invalid="ignore"):
-                eep2[(eep2 > eep_binary_max) | (eep > eep_binary_max)] = np.nan
-                mini2 = _mini(np, eep2, loga, feh)
-                sec_ok = (mini2 >= mini_bound) & np.isfinite(mini2)
-                sed2 = _mags(np, mini2, eep2, feh, loga, av, rv, dist)
-            has = sec_ok & np.all(np.isfinite(sed2), axis=1)
-            sed[has] = _add_mag(np, sed[has], sed2[has])
-        elif q == 1.0:
-            with np.errstate(invalid="ignore"):
-                isb = (eep <= eep_binary_max) & ~np.isnan(sed[:, 0])
-            sed[isb] -= LOG2_MAG
-            mini2 = np.where(isb, mini, np.nan)
-        return sed, {"mini": mini}, {"mini": mini2}
-
-    def get_seds_smf_grid(self, smf_values, **kw):
-        return [self.get_seds(binary_fraction=float(q), **kw) for q in np.atleast_1d(smf_values)]
+        super().__init__(NF)
+        self.off, self.slope, self.ea, self.eb = OFF, SLOPE, EXT_A, EXT_B
+        self.b = np.arange(NF) / NF
 
 
-class JaxToyPop:
-    """The same toy through the PopSEDGrid contract (jnp, traceable, no NaN)."""
-
-    def get_seds_smf_grid_jax(self, smf_values, feh=0.0, afe=0.0, loga=8.5, eep=None, av=0.0,
-                              rv=3.3, dist=1000.0, mini_bound=0.5, eep_binary_max=480.0,
-                              apply_corr=True, corr_params=None):
-        dt = jnp.result_type(feh, loga, av, rv, dist)
-        eep = jnp.asarray(EEP if eep is None else eep, dtype=dt)
-        q = jnp.asarray(smf_values, dtype=dt)[:, None]
-        ok = eep <= _eep_end(loga)
-        mini = _mini(jnp, eep, loga, feh)
-        p_ok = ok & (mini >= mini_bound)
-        sed1 = _mags(jnp, mini, eep, feh, loga, av, rv, dist)
-        xp = jnp.where(ok, mini, 1e3 + eep)  # monotone; invalid tail beyond every q*mini
-        mini2_target = q * mini[None, :]
-        eep2 = jnp.interp(mini2_target, xp, eep)
-        e2_ok = (mini2_target >= xp[0]) & (eep2 <= eep_binary_max) & (eep <= eep_binary_max)
-        eep2 = jnp.where(e2_ok, eep2, eep[0])
-        mini2 = _mini(jnp, eep2, loga, feh)
-        sec_ok = e2_ok & (mini2 >= mini_bound) & (q > 0.0) & (q < 1.0)
-        sed2 = _mags(jnp, mini2, eep2, feh, loga, av, rv, dist)
-        comb = jnp.where(sec_ok[..., None], _add_mag(jnp, sed1[None], sed2), sed1[None])
-        eq = (q == 1.0) & (eep <= eep_binary_max)
-        comb = jnp.where(eq[..., None], sed1[None] - LOG2_MAG, comb)
-        sed_ok = jnp.broadcast_to(p_ok, comb.shape[:2])
-        n_smf = q.shape[0]
-        return PopSEDGrid(mags=jnp.where(sed_ok[..., None], comb, 0.0), sed_ok=sed_ok,
-                          mini=jnp.broadcast_to(jnp.where(ok, mini, 1.0), (n_smf, eep.shape[0])),
-                          mini_ok=jnp.broadcast_to(ok, (n_smf, eep.shape[0])), eep=eep,
-                          smf=q[:, 0])
+def NumpyToyPop():
+    return JaxToyPop().numpy()
 
 
 def _simulate(n_mem=54, n_field=6, seed=7):
@@ -360,7 +275,7 @@ class PerSlicePop:
     """Only brutus's per-slice ``get_seds`` (no SMF-grid method)."""
 
     def __init__(self):
-        self.toy = NumpyToyPop()
+        self.toy = NumpyToyPop()  # .calls records each get_seds's binary_fraction
 
     def get_seds(self, **kw):
         return self.toy.get_seds(**kw)

@@ -106,10 +106,12 @@ class _ToyNumpy:
     def __init__(self, toy):
         self.t = toy
         self.filters, self.NFILT = toy.filters, toy.NFILT
+        self.calls = []  # binary_fraction of every get_seds call (to check how callers plumb SMFs)
 
     def get_seds(self, feh=0.0, afe=0.0, loga=8.5, eep=None, av=0.0, rv=3.3, binary_fraction=0.0,
                  dist=1000.0, mini_bound=0.5, eep_binary_max=480.0, apply_corr=True,
                  corr_params=None, return_dict=True):
+        self.calls.append(binary_fraction)
         t, eep = self.t, np.asarray(eep, dtype=float)
         ok = eep <= t.eep_end(loga)
         mini = np.where(ok, t.mini(np, eep, loga, feh), np.nan)
@@ -117,6 +119,7 @@ class _ToyNumpy:
             sed = t.mags(np, mini, eep, feh, loga, av, rv, dist)
             sed[~(mini >= mini_bound)] = np.nan
         q = float(binary_fraction)
+        mini2 = np.full_like(mini, np.nan)
         if 0.0 < q < 1.0:
             fin = np.isfinite(mini)
             srt = np.argsort(mini[fin])
@@ -131,7 +134,8 @@ class _ToyNumpy:
             with np.errstate(invalid="ignore"):
                 isb = (eep <= eep_binary_max) & ~np.isnan(sed[:, 0])
             sed[isb] -= LOG2_MAG
-        return sed, {"mini": mini}, {}
+            mini2 = np.where(isb, mini, np.nan)
+        return sed, {"mini": mini}, {"mini": mini2}
 
     def get_seds_smf_grid(self, smf_values, **kw):
         return [self.get_seds(binary_fraction=float(q), **kw) for q in np.atleast_1d(smf_values)]
