@@ -9,7 +9,9 @@ on the analytic toy population (4 bands), float64.
 
 ``--ripple``: the log-likelihood along log age, A_V and distance through the truth (401 points
 over +-0.05 dex, +-0.05 mag, +-10 pc) for several EEP grids and error floors; prints the number
-of local minima (a smooth likelihood has none near its peak) and the range.
+of local minima (a smooth likelihood has none near its peak), the range and the largest step
+along log age; then the same for a cluster without stars beyond EEP 600, with the grid stopping
+there (no terminal rows) and going on to 808.
 
 ``--fit``: `fit_cluster` (2 chains) with the given settings; prints the summary, step sizes,
 mean leapfrog steps per draw, timing and min bulk ESS per second.
@@ -33,21 +35,25 @@ from brutus_jax.data.toy_population import ToyPopulation, simulate_cluster  # no
 TRUTH = np.array([0.0, 9.6, 0.3, 3.3, 800.0, 0.1])
 
 
-def ripple(pop, d, settings):
-    print("EEP points  floor  | local minima (range, nats) along: log age   A_V        distance")
+def ripple(pop, d, settings, eep_hi=808.0):
+    print(f"EEP grid 202-{eep_hi:.0f}: local minima (range, nats) along log age, A_V, distance; "
+          "largest log-age step between neighbouring points")
+    print("EEP points  floor  | log age        A_V          distance     | max log-age step")
     for neep, floor in settings:
-        grids = dict(smf_grid=np.linspace(0, 1, 6), eep_grid=np.linspace(202, 808, neep))
+        grids = dict(smf_grid=np.linspace(0, 1, 6), eep_grid=np.linspace(202, eep_hi, neep))
         err = np.sqrt(d["err"] ** 2 + (floor * np.log(10) / 2.5 * d["flux"]) ** 2)
         f = jax.jit(jax.vmap(lambda th: isochrone_population_loglike(
             th, pop, d["flux"], err, parallax=d["parallax"], parallax_err=d["parallax_err"], **grids)))
-        row = []
+        row, step = [], 0.0
         for i, w in [(1, 0.05), (2, 0.05), (4, 10.0)]:
             ths = np.tile(TRUTH, (401, 1))
             ths[:, i] += np.linspace(-w, w, 401)
             v = np.asarray(f(jnp.asarray(ths)))
             dv = np.diff(v)
             row.append(f"{int(np.sum((dv[:-1] < 0) & (dv[1:] > 0))):3d} ({v.max() - v.min():6.1f})")
-        print(f"{neep:10d}  {floor:5.2f}  | {'   '.join(row)}", flush=True)
+            if i == 1:
+                step = np.abs(dv).max()
+        print(f"{neep:10d}  {floor:5.2f}  | {'   '.join(row)} | {step:.4f}", flush=True)
 
 
 def main():
@@ -68,6 +74,11 @@ def main():
     d = simulate_cluster(pop, TRUTH, a.nstars, seed=3)
     if a.ripple:
         ripple(pop, d, [(250, 0.0), (250, 0.02), (600, 0.0), (600, 0.03), (2000, 0.02), (600, 0.1)])
+        # the same without the isochrone's terminal rows: a cluster with no star beyond EEP 600
+        # and a grid that stops there, so no row switches between valid and invalid
+        d600 = simulate_cluster(pop, TRUTH, a.nstars, seed=3, eep_max=600.0)
+        ripple(pop, d600, [(600, 0.03), (2000, 0.02)], eep_hi=600.0)
+        ripple(pop, d600, [(600, 0.03)])
     if a.fit:
         grids = dict(smf_grid=np.linspace(0, 1, a.nsmf), eep_grid=np.linspace(202, 808, a.neep))
         t0 = time.perf_counter()
