@@ -28,6 +28,7 @@ def main():
     ap.add_argument("--batch-size", type=int, default=512)
     ap.add_argument("--group-bytes", type=int, nargs="+", default=[None],
                     help="BruteForce(group_bytes=...) values to compare (0: one star per call)")
+    ap.add_argument("--n-feh", type=int, default=63, help="[Fe/H] nodes of the synthetic grid (63: ~525k models)")
     ap.add_argument("--budget", type=float, default=300.0, help="stop starting new sizes after this many s")
     args = ap.parse_args()
     t_start = time.perf_counter()
@@ -44,7 +45,7 @@ def main():
 
     print(env(), flush=True)
     filters = ["PS_g", "PS_r", "PS_i", "PS_z", "PS_y", "2MASS_J", "2MASS_H", "2MASS_Ks"]
-    models, labels, params, filters = make_synthetic_grid(n_mini=100, n_eep=100, n_feh=63, filters=filters)
+    models, labels, params, filters = make_synthetic_grid(n_mini=100, n_eep=100, n_feh=args.n_feh, filters=filters)
     grid = StarGrid(models, labels, params, filters=filters, verbose=False)
     print(f"grid: {models.shape[0]:,} models x {len(filters)} bands (synthetic)", flush=True)
     runs = [(n, gb) for n in args.nstars for gb in args.group_bytes]
