@@ -226,11 +226,11 @@ def fit_cluster(stellarpop, obs_phot, obs_err, parallax=None, parallax_err=None,
         Progress bar (stderr) over initialisation, warmup and sampling.
     err_floor : float
         Magnitude error added in quadrature to every band [mag]; default 0.02.
-        It stands for isochrone/BC systematics and, as importantly, smooths
-        the ripple that a discrete EEP grid puts into the likelihood when the
-        photometric errors are smaller than the grid's magnitude spacing
-        (with 0 the posterior is ragged and NUTS does not mix; see
-        benchmarks/README.md).  0 reproduces ``isochrone_population_loglike``.
+        It stands for isochrone/BC systematics and smooths the ripple that a
+        discrete EEP grid puts into the likelihood in A_V and distance when
+        the photometric errors are smaller than the grid's magnitude spacing;
+        the steps along log age from the isochrone's terminal rows remain
+        (benchmarks/README.md).  0 reproduces ``isochrone_population_loglike``.
     num_starts, num_opt, opt_steps : int
         Initialisation: prior points scored, how many of the best are
         optimised (default ``num_chains``), L-BFGS steps per continuation stage.
