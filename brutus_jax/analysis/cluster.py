@@ -41,7 +41,7 @@ import numpy as np
 
 from . import diagnostics as diag
 from .cluster_params import PARAMS, build_specs, free_names, log_prior_jacobian, to_theta, to_z
-from .populations import isochrone_population_loglike
+from .populations import _check_obs, isochrone_population_loglike
 
 __all__ = ["fit_cluster", "ClusterResult"]
 
@@ -119,28 +119,17 @@ class ClusterResult:
 
 
 def _prepare_obs(obs_phot, obs_err, parallax, parallax_err, mask, err_floor, dtype):
-    flux = np.asarray(obs_phot, float)
-    err = np.asarray(obs_err, float)
-    if flux.ndim != 2 or flux.shape[0] == 0:
-        raise ValueError(f"obs_phot: expected shape (N_objects, N_filters), got {flux.shape}")
-    if err.shape != flux.shape:
-        raise ValueError(f"obs_err: shape {err.shape} must match obs_phot {flux.shape}")
+    """(flux, err, parallax, parallax_err, mask) in ``dtype`` (None where not given);
+    shapes checked as `isochrone_population_loglike` checks them."""
     if (parallax is None) != (parallax_err is None):
         raise ValueError("parallax_err: parallax and parallax_err must be given together")
-    if mask is not None and np.shape(mask) != flux.shape:
-        raise ValueError(f"mask: shape {np.shape(mask)} must match obs_phot {flux.shape}")
     if err_floor < 0 or not np.isfinite(err_floor):
         raise ValueError(f"err_floor: must be a finite magnitude >= 0, got {err_floor}")
-    out = [jnp.asarray(flux, dtype), jnp.asarray(err, dtype)]
-    if parallax is not None:
-        plx, plxe = np.asarray(parallax, float), np.asarray(parallax_err, float)
-        if plx.shape != (flux.shape[0],) or plxe.shape != plx.shape:
-            raise ValueError(f"parallax, parallax_err: expected shape ({flux.shape[0]},) each")
-        out += [jnp.asarray(plx, dtype), jnp.asarray(plxe, dtype)]
-    else:
-        out += [None, None]
-    out.append(None if mask is None else jnp.asarray(mask, dtype))
-    return tuple(out)
+    flux, err = _check_obs(obs_phot, obs_err, mask, parallax, parallax_err, names=("obs_phot", "obs_err"))
+    if flux.shape[0] == 0:
+        raise ValueError("obs_phot: no objects")
+    cast = lambda x: None if x is None else jnp.asarray(x, dtype)  # noqa: E731
+    return tuple(cast(x) for x in (flux, err, parallax, parallax_err, mask))
 
 
 #: field fraction of the starting points, held during the first optimisation stage:
