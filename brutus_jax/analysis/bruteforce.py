@@ -164,12 +164,12 @@ def _stage1(grid, lnprior, flux, err, mask, plx, plxe, avlim, av_gauss, rvlim, r
     nmodel, nfilt = grid.m0.shape[1], grid.m0.shape[0]
     caps = np.array([_bucket(int(n), nmodel, minimum=1024) for n in n_act[:nrows]])
     itemsize = jnp.dtype(flux.dtype).itemsize
-    outs, pos = [], np.zeros(flux.shape[0], int)
+    outs, pos, offset = [], np.zeros(flux.shape[0], int), 0
     for cap, ids, n in _groups(caps, lambda c: 32 * c * (nfilt + 4) * itemsize, group_bytes):
-        o = _stage1_flux(jnp.asarray(ids), grid, flux, err, mask, mag, avlim, av_gauss, rvlim, rv_gauss, ltol,
-                         ltol_subthresh, capacity=int(cap))
-        pos[ids[:n]] = sum(x[0].shape[0] for x in outs) + np.arange(n)
-        outs.append(o)
+        outs.append(_stage1_flux(jnp.asarray(ids), grid, flux, err, mask, mag, avlim, av_gauss, rvlim, rv_gauss,
+                                 ltol, ltol_subthresh, capacity=int(cap)))
+        pos[ids[:n]] = offset + np.arange(n)  # where each real star lands in the concatenated outputs
+        offset += ids.size
     pos[nrows:] = pos[0]  # padding rows repeat row 0 (padded with row 0's star)
     perm = jnp.asarray(pos)
     av, rv, n_flux, flux_err = (jnp.concatenate(x)[perm] for x in zip(*outs))
@@ -514,10 +514,10 @@ class BruteForce:
                           use_gal=inp.use_gal, use_dust=inp.use_dust, gal_kwargs=gal_kwargs)
             ks = [_bucket(int(nsel_h[j]), st["max_models"]) for j in range(rows.size)]
             res = {}
+            keys = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(key, jnp.asarray(pad))  # star i: fold_in(key, i)
             for K, ids, n in _groups(np.array(ks), lambda k: 24 * k * int(st["Nmc_prior"]) * itemsize,
                                    self.group_bytes):
-                keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(jnp.asarray(pad[ids]))
-                o = _stage2(jnp.asarray(ids), keys, *args2, K=int(K), **static)
+                o = _stage2(jnp.asarray(ids), keys[ids], *args2, K=int(K), **static)
                 for k, v in o.items():
                     v = np.asarray(v)[:n]
                     res.setdefault(k, np.empty((rows.size,) + v.shape[1:], v.dtype))[ids[:n]] = v
