@@ -236,6 +236,25 @@ def test_vmapped_star_groups_equal_one_star_per_call(synth, tmp_path):
     assert _stage2._cache_size() - n2 <= 2 * 4
 
 
+
+def test_capped_selections_and_host_gather_equal_in_kernel_paths(synth, tmp_path):
+    """With max_models small enough that some stars are capped (Gumbel top-k) and
+    others not: vmapped groups, with the selected models gathered by numpy or in
+    the kernel, give the results of one star per call gathering in the kernel."""
+    models, *_, grid = synth
+    kw, _ = simulate(models, 8, seed=13, plx_err=1.0)
+    ref = BruteForce(grid, verbose=False, group_bytes=0)
+    ref._host_gather = False
+    a = read(ref.fit(save_file=tmp_path / "r.h5", rstate=7, verbose=False, batch_size=8, max_models=600, **kw))
+    assert np.all(np.isfinite(a["obj_log_evid"]))
+    for host in (True, False):
+        bf = BruteForce(grid, verbose=False, group_bytes=1 << 40)
+        bf._host_gather = host
+        b = read(bf.fit(save_file=tmp_path / f"h{host}.h5", rstate=7, verbose=False, batch_size=8, max_models=600,
+                        **kw))
+        for name in a:
+            np.testing.assert_allclose(a[name], b[name], rtol=1e-6, atol=1e-6, err_msg=name)
+
 RESUME_SCRIPT = textwrap.dedent("""
     import sys, numpy as np, jax
     jax.config.update("jax_enable_x64", True)  # as in the test process

@@ -110,3 +110,64 @@ def test_standard_normals_distribution_and_streams():
     assert not np.allclose(a[0], a[1])
     f32 = np.asarray(standard_normals(jax.random.key(1), (3, 3, 10), jnp.float32, ids))
     np.testing.assert_allclose(f32, a, rtol=1e-5, atol=1e-5)
+
+
+def test_lean_integration_equals_full_integration_and_draws(rng):
+    """integrate_and_draw_lean (samples regenerated for the drawn models only)
+    gives mc_integrate + draw_posterior's lnp, ESS, draws and drawn samples."""
+    from brutus_jax.kernels.posterior import draw_posterior, integrate_and_draw_lean, mc_integrate
+
+    K, nmc = 300, 21  # odd nmc: antithetic pairs truncated
+    scale = jnp.asarray(rng.uniform(0.3, 3.0, K))
+    av, rv = jnp.asarray(rng.uniform(0, 2, K)), jnp.asarray(rng.uniform(2.8, 3.8, K))
+    A = rng.normal(size=(K, 3, 3))
+    icov = jnp.asarray(np.einsum("kij,klj->kil", A, A) + 3 * np.eye(3))
+    base = jnp.asarray(rng.normal(0, 2, K))
+    valid = jnp.arange(K) < 250
+    aux = jnp.asarray(rng.normal(size=K))
+    extra4 = lambda d, a, r, w: -0.5 * (1 / d - 1.0) ** 2 + 0.1 * w * (a - 1.0)  # noqa: E731
+    k1, k2 = jax.random.split(jax.random.key(3))
+    mc = mc_integrate(k1, valid, base, scale, av, rv, icov, lambda d, a, r: extra4(d, a, r, aux[:, None]), nmc=nmc,
+                      avlim=(0.0, 20.0), rvlim=(1.0, 8.0))
+    log_evid, di, dj = draw_posterior(k2, valid, mc, 400)
+    post = integrate_and_draw_lean(k1, k2, valid, base, scale, av, rv, icov, extra4, aux, nmc=nmc, ndraws=400)
+    np.testing.assert_allclose(post.lnp, mc.lnp, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(post.mc_ess, mc.mc_ess, rtol=1e-12)
+    np.testing.assert_allclose(post.log_evid, log_evid, rtol=1e-12)
+    np.testing.assert_array_equal(post.draw_model, di)
+    for got, full in ((post.draw_dist, mc.dist), (post.draw_av, mc.av), (post.draw_rv, mc.rv),
+                      (post.draw_logp, mc.lnp_mc)):
+        np.testing.assert_allclose(got, np.asarray(full)[np.asarray(di), np.asarray(dj)], rtol=1e-12)
+    assert np.all(np.asarray(post.draw_model) < 250) and np.all(np.asarray(post.lnp)[250:] == -np.inf)
+    # the draws follow exp(lnp): a wrong model/sample pairing would fail the comparisons above,
+    # a wrong weighting this one
+    p = np.exp(np.asarray(mc.lnp) - float(log_evid))
+    top = np.argsort(p)[-3:]
+    frac = np.bincount(np.asarray(post.draw_model), minlength=K)[top] / 400
+    assert np.all(np.abs(frac - p[top]) < 5 * np.sqrt(p[top] * (1 - p[top]) / 400) + 0.01)
+
+
+def test_gather_selected_branches_and_host_gather(rng):
+    """The host-decided branches of gather_selected equal the in-kernel cond, under
+    vmap too, and the numpy gather equals the device one."""
+    from brutus_jax.kernels.selection import gather_selected, selected_indices_host
+
+    n, K = 2000, 256
+    lsel = jnp.asarray(rng.normal(0, 3, (2, n)))
+    sel = jnp.stack([lsel[0] > 6.0, lsel[1] > 0.0])  # ~5 (uncapped) and ~1000 (capped) models
+    nsel = np.asarray(sel.sum(axis=1))
+    assert nsel[0] <= K < nsel[1]
+    keys = jax.random.split(jax.random.key(0), 2)
+    for mode in ("representative", "topk"):
+        auto = jax.vmap(lambda k, s, l: gather_selected(k, s, l, K, mode))(keys, sel, lsel)
+        for j, capped in enumerate((False, True)):
+            got = gather_selected(keys[j], sel[j], lsel[j], K, mode, capped=capped)
+            np.testing.assert_array_equal(got[0], auto[0][j])
+            np.testing.assert_array_equal(got[1], auto[1][j])
+    idx, valid = selected_indices_host(np.asarray(sel[0]), K)
+    dev = gather_selected(keys[0], sel[0], lsel[0], K, capped=False)
+    np.testing.assert_array_equal(idx, dev[0])
+    np.testing.assert_array_equal(valid, dev[1])
+    assert np.all(np.asarray(sel[0])[idx[valid]]) and valid.sum() == nsel[0]
+    with pytest.raises(ValueError, match="K=256"):
+        selected_indices_host(np.asarray(sel[1]), K)

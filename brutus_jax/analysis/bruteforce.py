@@ -36,11 +36,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..kernels.linalg3 import inverse3
-from ..kernels.posterior import draw_posterior, mc_integrate
-from ..kernels.galactic import galactic_prior_of_distance
+from ..kernels.posterior import integrate_and_draw_lean, mc_integrate
+from ..kernels.galactic import (galactic_model_terms, galactic_params, galactic_position_terms,
+                                logp_galactic_factored)
 from ..kernels.priors import logp_extinction, logp_parallax, logp_parallax_scale
 from ..kernels.sedfit import fit_star, fit_star_finish, fit_star_flux, fit_star_mag, to_band_major
-from ..kernels.selection import gather_selected, select_mask
+from ..kernels.selection import gather_selected, select_mask, selected_indices_host
 from .fit_io import STATUS, FitOutput, fingerprint
 from .prior_setup import galactic_labels, grid_lnprior
 
@@ -72,25 +73,32 @@ def _chunk():
 
 
 def _mc_priors(plx, plxe, ell, b, feh_k, loga_k, gal_kwargs, dust=None):
-    """The priors integrated per Monte-Carlo point of K models: ``f(d, A_V, R_V) -> (K, nmc)``.
+    """The priors integrated per Monte-Carlo point: ``(f, aux)`` with
+    ``f(d, A_V, R_V, aux) -> d.shape``.
 
     Parallax (zero where ``plx``/``plxe`` are not usable), the Galactic prior when
-    ``gal_kwargs`` is not None (per-model [Fe/H]/age terms ``feh_k``/``loga_k``
-    (K,) evaluated once), the 3-D dust prior when ``dust = (distances, mu, sigma,
-    avlim)`` is given.
+    ``gal_kwargs`` is not None (``aux``: the per-model [Fe/H]/age terms (K, 3)
+    of ``feh_k``/``loga_k`` (K,), evaluated once; ``f`` takes all K models'
+    (K, nmc) points with the whole ``aux``, or one model's (nmc,) with its
+    row), the 3-D dust prior when ``dust = (distances, mu, sigma, avlim)`` is given.
     """
-    gal = None if gal_kwargs is None else galactic_prior_of_distance(feh_k, loga_k, ell, b, **gal_kwargs)
+    p = aux = None
+    if gal_kwargs is not None:
+        p = galactic_params(**gal_kwargs)
+        aux = jax.lax.optimization_barrier(galactic_model_terms(feh_k, loga_k, p))
 
-    def extra(d, a, r):
+    def extra(d, a, r, aux):
         out = logp_parallax(1.0 / d, plx, plxe)
-        if gal is not None:
-            out = out + gal(d)
+        if p is not None:
+            # materialised: XLA:CPU would otherwise recompute the position terms in each consumer
+            out = out + logp_galactic_factored(
+                jax.lax.optimization_barrier(galactic_position_terms(d, ell, b, p)), aux)
         if dust is not None:
             dd, mu, sd, avlim = dust
             out = out + logp_extinction(a, dd, mu, sd, d, avlim=avlim)
         return jnp.broadcast_to(out, d.shape)
 
-    return extra
+    return extra, aux
 
 
 def _map(fn, xs, chunk):
@@ -181,20 +189,21 @@ def _stage1(grid, lnprior, flux, err, mask, plx, plxe, avlim, av_gauss, rvlim, r
 def _groups(buckets, bytes_per_star, group_bytes=None):
     """Stars of one batch grouped for the per-bucket (vmapped) calls.
 
-    ``buckets`` (n,): each star's static bucket (capacity or K).  Yields
-    ``(bucket, ids, n_real)`` with ``ids`` the star indices padded to a power of
-    two by repeating the first (so a run compiles once per bucket and group
-    size, log2 of the batch size at most).  A group holds at most
-    ``group_bytes / bytes_per_star(bucket)`` stars; ``group_bytes`` defaults
-    to 2 GiB (0: one star per call).  Measured (benchmarks/README.md): 5.6x
-    faster than one star per call on an H200 (launch overhead), 1.3x on
-    2 CPU cores.
+    ``buckets`` (n,): each star's static bucket (an int capacity, or a tuple
+    such as (K, capped)).  Yields ``(bucket, ids, n_real)`` with ``ids`` the
+    star indices padded to a power of two by repeating the first (so a run
+    compiles once per bucket and group size, log2 of the batch size at most).
+    A group holds at most ``group_bytes / bytes_per_star(bucket)`` stars;
+    ``group_bytes`` defaults to 2 GiB (0: one star per call).  Measured
+    (benchmarks/README.md): 5.6x faster than one star per call on an H200
+    (launch overhead), 1.3x on 2 CPU cores.
     """
     if group_bytes is None:
         group_bytes = 2 << 30
-    for b in np.unique(buckets):
-        ids = np.flatnonzero(buckets == b)
-        cap = max(1, int(group_bytes // max(bytes_per_star(int(b)), 1)))
+    buckets = list(buckets)
+    for b in sorted(set(buckets)):
+        ids = np.array([i for i, x in enumerate(buckets) if x == b])
+        cap = max(1, int(group_bytes // max(bytes_per_star(b), 1)))
         cap = 1 << (cap.bit_length() - 1)
         for s in range(0, ids.size, cap):
             part = ids[s:s + cap]
@@ -202,40 +211,51 @@ def _groups(buckets, bytes_per_star, group_bytes=None):
             yield b, np.concatenate([part, np.full(g - part.size, part[0])]), part.size
 
 
-@functools.partial(jax.jit, static_argnames=("K", "nmc", "ndraws", "mode", "use_gal", "use_dust", "gal_kwargs"))
-def _stage2(ids, keys, sel, lnprob_sel, base, scale, av, rv, icov, feh, loga, plx, plxe, coords, dust_d, dust_mu,
-            dust_sd, avlim, rvlim, dust_avlim, shrink, *, K, nmc, ndraws, mode, use_gal, use_dust, gal_kwargs):
+@functools.partial(jax.jit, static_argnames=("K", "capped", "nmc", "ndraws", "mode", "use_gal", "use_dust",
+                                             "gal_kwargs"))
+def _stage2(ids, keys, pre_idx, nsel, sel, lnprob_sel, base, scale, av, rv, icov, feh, loga, plx, plxe, coords, dust_d,
+            dust_mu, dust_sd, avlim, rvlim, dust_avlim, shrink, *, K, capped, nmc, ndraws, mode, use_gal, use_dust,
+            gal_kwargs):
     """Stage 2 for stars ``ids`` (G,) of a stage-1 batch with PRNG keys ``keys``
-    (vmapped; one compile per K bucket and group size).
+    (vmapped; one compile per (K bucket, capped) and group size).
 
-    K depends only on each star's own selection size, so its draws (keyed by
+    ``capped`` (static, known on the host from the selection sizes): whether the
+    group's stars selected more than K models (then K are drawn by ``mode``);
+    ``nsel`` (B,): selection sizes; ``pre_idx`` (G, K) int32: for uncapped
+    groups, the selected models' indices gathered on the host
+    (`selected_indices_host`, cheaper than on XLA:CPU), or None to gather them
+    here.  K depends only on each star's own selection size, so its draws (keyed by
     the star's own PRNG key) do not depend on batching or grouping.
     """
     gkw = dict(gal_kwargs)
 
-    def one(i, key):
-        sel_i, lsel_i, base_i = sel[i], lnprob_sel[i], base[i]
-        s_i, a_i, r_i, ic_i = scale[i], av[i], rv[i], icov[i]
+    def one(g, i, key):
         p_i, pe_i, lb_i, mu_i, sd_i = plx[i], plxe[i], coords[i], dust_mu[i], dust_sd[i]
         k_sel, k_mc, k_draw = jax.random.split(key, 3)
-        idx, valid = gather_selected(k_sel, sel_i, lsel_i, K, mode)
-        extra = _mc_priors(p_i, pe_i, lb_i[0], lb_i[1], None if feh is None else feh[idx],
-                           None if loga is None else loga[idx], gkw if use_gal else None,
-                           (dust_d, mu_i, sd_i, dust_avlim) if use_dust else None)
-        mc = mc_integrate(k_mc, valid, base_i[idx], s_i[idx], a_i[idx], r_i[idx], ic_i[idx], extra, nmc=nmc,
-                          avlim=avlim, rvlim=rvlim, precision_shrinkage=shrink)
-        log_evid, di, dj = draw_posterior(k_draw, valid, mc, ndraws)
-        rows = idx[di]
+        if pre_idx is None or capped:
+            idx, valid = gather_selected(k_sel, sel[i], lnprob_sel[i], K, mode, capped=capped)
+        else:
+            idx = pre_idx[g]
+            valid = jnp.arange(K) < nsel[i]
+        # only the K selected models of star i are gathered (row slices x[i] of the
+        # (B, Nmodel) arrays cost a full-grid copy per star under vmap)
+        base_k, s_k, a_k, r_k, ic_k = (x[i, idx] for x in (base, scale, av, rv, icov))
+        extra, aux = _mc_priors(p_i, pe_i, lb_i[0], lb_i[1], None if feh is None else feh[idx],
+                                None if loga is None else loga[idx], gkw if use_gal else None,
+                                (dust_d, mu_i, sd_i, dust_avlim) if use_dust else None)
+        post = integrate_and_draw_lean(k_mc, k_draw, valid, base_k, s_k, a_k, r_k, ic_k, extra, aux, nmc=nmc,
+                                       ndraws=ndraws, avlim=avlim, rvlim=rvlim, precision_shrinkage=shrink)
+        di = post.draw_model
         return dict(
-            model_idx=rows.astype(jnp.int32),
-            ml_scale=s_i[rows], ml_av=a_i[rows], ml_rv=r_i[rows],
-            ml_cov_sar=inverse3(ic_i[rows], regularize=True),
-            obj_log_post=mc.lnp[di], obj_log_evid=log_evid, mc_ess=mc.mc_ess[di],
-            samps_dist=mc.dist[di, dj], samps_red=mc.av[di, dj], samps_dred=mc.rv[di, dj],
-            samps_logp=mc.lnp_mc[di, dj],
+            model_idx=idx[di].astype(jnp.int32),
+            ml_scale=s_k[di], ml_av=a_k[di], ml_rv=r_k[di],
+            ml_cov_sar=inverse3(ic_k[di], regularize=True),
+            obj_log_post=post.lnp[di], obj_log_evid=post.log_evid, mc_ess=post.mc_ess[di],
+            samps_dist=post.draw_dist, samps_red=post.draw_av, samps_dred=post.draw_rv,
+            samps_logp=post.draw_logp,
         )
 
-    return jax.vmap(one)(ids, keys)
+    return jax.vmap(one)(jnp.arange(ids.shape[0]), ids, keys)
 
 
 _fit_star_jit = jax.jit(fit_star, static_argnames=("dim_prior", "init_thresh"))
@@ -299,6 +319,7 @@ class BruteForce:
         self.verbose = verbose
         self.dtype = dtype or _default_dtype()
         self.group_bytes = group_bytes
+        self._host_gather = None  # selected models gathered by numpy (None: on CPU backends)
         self._grid = to_band_major(np.asarray(self.models), dtype=self.dtype)
 
     @property
@@ -391,15 +412,16 @@ class BruteForce:
         k_sel, k_mc = jax.random.split(key)
         idx, valid = gather_selected(k_sel, sel, lsel, K, subsample_mode)
         coord = (0.0, 0.0) if coord is None else tuple(float(c) for c in np.ravel(coord)[:2])
-        extra = _mc_priors(p, pe, coord[0], coord[1], None if feh is None else jnp.asarray(feh, dt)[idx],
-                           None if loga is None else jnp.asarray(loga, dt)[idx],
-                           dict(R_solar=float(R_solar), Z_solar=float(Z_solar)) if use_gal else None,
-                           (jnp.asarray(dust_d, dt), jnp.asarray(mu, dt), jnp.asarray(sd, dt), (0.0, 20.0))
-                           if use_dust else None)
+        extra, aux = _mc_priors(p, pe, coord[0], coord[1], None if feh is None else jnp.asarray(feh, dt)[idx],
+                                None if loga is None else jnp.asarray(loga, dt)[idx],
+                                dict(R_solar=float(R_solar), Z_solar=float(Z_solar)) if use_gal else None,
+                                (jnp.asarray(dust_d, dt), jnp.asarray(mu, dt), jnp.asarray(sd, dt), (0.0, 20.0))
+                                if use_dust else None)
 
         mc = mc_integrate(k_mc, valid, jnp.asarray(base, dt)[idx], scale[idx], jnp.asarray(av, dt)[idx],
-                          jnp.asarray(rv, dt)[idx], icov[idx], extra, nmc=nmc, avlim=tuple(avlim),
-                          rvlim=tuple(rvlim), precision_shrinkage=precision_shrinkage, model_ids=idx)
+                          jnp.asarray(rv, dt)[idx], icov[idx], lambda d, a, r: extra(d, a, r, aux), nmc=nmc,
+                          avlim=tuple(avlim), rvlim=tuple(rvlim), precision_shrinkage=precision_shrinkage,
+                          model_ids=idx)
         m = int(np.sum(np.asarray(valid)))
         take = lambda x: np.asarray(x)[:m]  # noqa: E731
         return (take(idx), take(inverse3(icov[idx], regularize=True)), take(mc.lnp), take(mc.dist), take(mc.av),
@@ -494,6 +516,7 @@ class BruteForce:
         opts = (f(st["avlim"]), f(avg), f(st["rvlim"]), f(rvg), f(st["ltol"]), f(st["ltol_subthresh"]),
                 f(st["logl_initthresh"] if st["logl_initthresh"] is not None else 0.005))
         gal_kwargs = (("R_solar", float(st["R_solar"])), ("Z_solar", float(st["Z_solar"])))
+        host_gather = self._host_gather if self._host_gather is not None else jax.default_backend() == "cpu"
         pending = {}
         bar = tqdm(total=ndata, initial=int(done.sum() + bad.size), disable=not verbose, unit="star",
                    desc="BruteForce.fit", file=sys.stderr)
@@ -512,12 +535,20 @@ class BruteForce:
                      opts[0], opts[2], f(inp.dust_avlim), f(st["precision_shrinkage"]))
             static = dict(nmc=int(st["Nmc_prior"]), ndraws=int(st["Ndraws"]), mode=st["subsample_mode"],
                           use_gal=inp.use_gal, use_dust=inp.use_dust, gal_kwargs=gal_kwargs)
-            ks = [_bucket(int(nsel_h[j]), st["max_models"]) for j in range(rows.size)]
+            # (K bucket, capped) per star, decided here so that no vmapped group runs both
+            # selection branches; on CPU the uncapped selections are gathered by numpy
+            ks = [(_bucket(int(nsel_h[j]), st["max_models"]), bool(nsel_h[j] > st["max_models"]))
+                  for j in range(rows.size)]
+            sel_h = np.asarray(sel) if host_gather else None
             res = {}
             keys = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(key, jnp.asarray(pad))  # star i: fold_in(key, i)
-            for K, ids, n in _groups(np.array(ks), lambda k: 24 * k * int(st["Nmc_prior"]) * itemsize,
-                                   self.group_bytes):
-                o = _stage2(jnp.asarray(ids), keys[ids], *args2, K=int(K), **static)
+            for (K, capped), ids, n in _groups(ks, lambda k: 24 * k[0] * int(st["Nmc_prior"]) * itemsize,
+                                               self.group_bytes):
+                pre = None
+                if host_gather and not capped:
+                    pre = jnp.asarray(np.stack([selected_indices_host(sel_h[j], K)[0] for j in ids]))
+                o = _stage2(jnp.asarray(ids), keys[ids], pre, nsel, *args2, K=int(K), capped=capped,
+                            **static)
                 for k, v in o.items():
                     v = np.asarray(v)[:n]
                     res.setdefault(k, np.empty((rows.size,) + v.shape[1:], v.dtype))[ids[:n]] = v

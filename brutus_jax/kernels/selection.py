@@ -12,8 +12,9 @@ sampling without replacement ~ exp(lnprob_sel)) or the best ones ('topk').
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
-__all__ = ["select_mask", "gather_selected"]
+__all__ = ["select_mask", "gather_selected", "selected_indices_host"]
 
 
 def select_mask(lnprob_sel, wt_thresh=1e-3, cdf_thresh=2e-3):
@@ -34,11 +35,15 @@ def select_mask(lnprob_sel, wt_thresh=1e-3, cdf_thresh=2e-3):
     return finite
 
 
-def gather_selected(key, sel, lnprob_sel, K, mode="representative"):
+def gather_selected(key, sel, lnprob_sel, K, mode="representative", capped=None):
     """Indices (K,) and validity (K,) of the selected models; K static.
 
     If ``sum(sel) <= K`` all selected models are returned (in index order)
     followed by padding; otherwise K of them are chosen by ``mode``.
+    ``capped`` (static): None decides inside the kernel (``lax.cond``); a host
+    that knows ``sum(sel)`` passes True/False, which matters under ``vmap``,
+    where a batched ``cond`` runs both branches (the top-k over the whole grid
+    for every star: ~35 ms per star on XLA:CPU for 655k models).
     """
     nsel = jnp.sum(sel)
 
@@ -46,7 +51,7 @@ def gather_selected(key, sel, lnprob_sel, K, mode="representative"):
         idx = jnp.nonzero(sel, size=K, fill_value=0)[0].astype(jnp.int32)
         return idx, jnp.arange(K) < nsel
 
-    def capped(_):
+    def capped_(_):
         score = jnp.where(sel, lnprob_sel, -jnp.inf)
         if mode == "representative":
             u = jax.random.uniform(key, lnprob_sel.shape, dtype=lnprob_sel.dtype)
@@ -56,4 +61,19 @@ def gather_selected(key, sel, lnprob_sel, K, mode="representative"):
         _, idx = jax.lax.top_k(score, K)
         return idx.astype(jnp.int32), jnp.ones(K, bool)
 
-    return jax.lax.cond(nsel <= K, all_of_them, capped, None)
+    if capped is None:
+        return jax.lax.cond(nsel <= K, all_of_them, capped_, None)
+    return capped_(None) if capped else all_of_them(None)
+
+
+def selected_indices_host(sel, K):
+    """Host (numpy) version of the uncapped branch of `gather_selected` for one
+    star: (K,) int32 indices of the selected models in index order, padded with
+    0, and their validity.  On XLA:CPU the device version (a cumsum over the
+    whole grid) costs ~10 ms per star for 655k models, numpy ~0.4 ms."""
+    idx = np.flatnonzero(np.asarray(sel))
+    if idx.size > K:
+        raise ValueError(f"{idx.size} selected models do not fit K={K} slots")
+    out = np.zeros(K, np.int32)
+    out[: idx.size] = idx
+    return out, np.arange(K) < idx.size
