@@ -299,6 +299,44 @@ def test_killed_run_resumes_identically(synth, tmp_path):
         np.testing.assert_array_equal(a[name], b[name], err_msg=name)
 
 
+
+DEVICES_SCRIPT = textwrap.dedent("""
+    import os, sys
+    os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=4"
+    os.environ["JAX_PLATFORMS"] = "cpu"
+    import h5py, numpy as np, jax
+    jax.config.update("jax_enable_x64", True)
+    sys.path.insert(0, {tests!r})
+    from test_bruteforce import simulate
+    from brutus_jax.analysis import BruteForce
+    from brutus_jax.core import StarGrid
+    from brutus_jax.data.synthetic import make_synthetic_grid
+    assert len(jax.devices()) == 4
+    models, labels, params, filters = make_synthetic_grid(n_mini=20, n_eep=30, n_feh=8)
+    grid = StarGrid(models, labels, params, filters=filters, verbose=False)
+    kw, _ = simulate(models, 14, seed=15)
+    kw["data_err"][3] = -1.0  # a star without usable bands among the batches
+    out = {{}}
+    for n in (1, 4):
+        path = BruteForce(grid, verbose=False, devices=jax.devices()[:n]).fit(
+            save_file={path!r} + str(n), rstate=21, verbose=False, batch_size=4, **kw)
+        with h5py.File(path, "r") as f:
+            out[n] = {{k: f[k][()] for k in f}}
+    assert out[1]["obj_status"][3] == 2 and np.all(np.delete(out[1]["obj_status"], 3) == 1)
+    for k in out[1]:
+        np.testing.assert_array_equal(out[1][k], out[4][k], err_msg=k)
+    print("IDENTICAL", len(out[1]))
+""")
+
+
+def test_local_devices_give_one_device_results(tmp_path):
+    """Batches spread over 4 (simulated CPU) devices, one host thread each, write
+    exactly the file of a one-device run."""
+    script = DEVICES_SCRIPT.format(tests=os.path.dirname(__file__), path=str(tmp_path / "dev"))
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "IDENTICAL" in proc.stdout
+
 def test_float32_matches_float64(synth, jax_fit, tmp_path):
     """float32 (accelerator default) vs float64: same posteriors within MC noise."""
     models, *_, grid = synth

@@ -27,9 +27,7 @@ run reproduces an uninterrupted one.
 from __future__ import annotations
 
 import functools
-import math
 import os
-import sys
 
 import jax
 import jax.numpy as jnp
@@ -41,8 +39,8 @@ from ..kernels.galactic import (galactic_model_terms, galactic_params, galactic_
                                 logp_galactic_factored)
 from ..kernels.priors import logp_extinction, logp_parallax, logp_parallax_scale
 from ..kernels.sedfit import fit_star, fit_star_finish, fit_star_flux, fit_star_mag, to_band_major
-from ..kernels.selection import gather_selected, select_mask, selected_indices_host
-from .fit_io import STATUS, FitOutput, fingerprint
+from ..kernels.selection import gather_selected, select_mask
+from .fit_io import FitOutput, fingerprint
 from .prior_setup import galactic_labels, grid_lnprior
 
 __all__ = ["BruteForce"]
@@ -304,6 +302,10 @@ class BruteForce:
         Memory (bytes) for the stars of one batch that share a bucket and are
         vmapped together in the per-star stages (flux stage, stage 2); default
         2 GiB, 0 for one star per call.  Results do not depend on it.
+    devices : sequence of jax.Device, optional
+        Devices that fit batches of stars in parallel (one host thread each,
+        the grid replicated on every one); default all local devices of the
+        default backend.  Results do not depend on it.
 
     Attributes
     ----------
@@ -311,7 +313,7 @@ class BruteForce:
     structured), labels_mask (structured bool, True for grid axes), nmodels, nfilters.
     """
 
-    def __init__(self, star_grid, verbose=True, dtype=None, group_bytes=None):
+    def __init__(self, star_grid, verbose=True, dtype=None, group_bytes=None, devices=None):
         self.star_grid = star_grid
         self.models = star_grid.models
         self.models_labels = star_grid.labels
@@ -319,6 +321,9 @@ class BruteForce:
         self.verbose = verbose
         self.dtype = dtype or _default_dtype()
         self.group_bytes = group_bytes
+        self.devices = list(devices) if devices is not None else jax.local_devices()
+        if not self.devices:
+            raise ValueError("devices: expected at least one JAX device")
         self._host_gather = None  # selected models gathered by numpy (None: on CPU backends)
         self._grid = to_band_major(np.asarray(self.models), dtype=self.dtype)
 
@@ -454,6 +459,7 @@ class BruteForce:
         switch the Galactic prior off.
         """
         from .fit_inputs import prepare_inputs
+        from .fit_runner import run_fit
 
         inp = prepare_inputs(self, data, data_err, data_mask, data_labels, phot_offsets, parallax, parallax_err,
                              avlim, rvlim, data_coords, dustfile, lngalprior, lndustprior, mag_max, merr_max,
@@ -480,91 +486,8 @@ class BruteForce:
         if out.resumed and rstate is None:
             key, seed = _as_key(int(out.attrs["brutus_jax_seed"]))
         try:
-            self._run(out, inp, key, lnp_static, feh, loga, settings, av_gauss, rv_gauss, mem_lim, batch_size,
-                      running_io, verbose and self.verbose)
+            run_fit(self, out, inp, key, lnp_static, feh, loga, settings, av_gauss, rv_gauss, mem_lim, batch_size,
+                    running_io, verbose and self.verbose, self.devices)
         finally:
             out.close()
         return str(out.path)
-
-    def _run(self, out, inp, key, lnp_static, feh, loga, st, av_gauss, rv_gauss, mem_lim, batch_size,
-             running_io, verbose):
-        from tqdm.auto import tqdm
-
-        dt = self.dtype
-        ndata, nfilt = inp.flux.shape
-        done = out.done()
-        nb = inp.nbands
-        # stars without a usable band: flagged, never fitted
-        bad = np.flatnonzero(~done & (nb == 0))
-        if bad.size:
-            out.write(bad, {"obj_Nbands": np.zeros(bad.size, np.int16),
-                            "obj_status": np.full(bad.size, STATUS["no_bands"], np.int8)})
-        todo = np.flatnonzero(~done & (nb > 0))
-        itemsize = jnp.dtype(dt).itemsize
-        if batch_size is None:
-            per_star = self.nmodels * (6 * nfilt + 48) * itemsize
-            batch_size = int(max(1, min(64, mem_lim * 2**20 // max(per_star, 1))))
-            # a power of two no larger than needed (the last batch is padded)
-            batch_size = min(batch_size, 1 << int(math.ceil(math.log2(max(todo.size, 1)))))
-        B = int(max(1, batch_size))  # an explicit batch_size is used as is: one compile per size
-        grid, lnprior = self._grid, jnp.asarray(lnp_static, dt)
-        feh_j = None if feh is None else jnp.asarray(feh, dt)
-        loga_j = None if loga is None else jnp.asarray(loga, dt)
-        avg = av_gauss if av_gauss is not None else (0.0, 1e6)
-        rvg = rv_gauss if rv_gauss is not None else (3.32, 1e6)
-        f = lambda x: jnp.asarray(x, dt)  # noqa: E731
-        opts = (f(st["avlim"]), f(avg), f(st["rvlim"]), f(rvg), f(st["ltol"]), f(st["ltol_subthresh"]),
-                f(st["logl_initthresh"] if st["logl_initthresh"] is not None else 0.005))
-        gal_kwargs = (("R_solar", float(st["R_solar"])), ("Z_solar", float(st["Z_solar"])))
-        host_gather = self._host_gather if self._host_gather is not None else jax.default_backend() == "cpu"
-        pending = {}
-        bar = tqdm(total=ndata, initial=int(done.sum() + bad.size), disable=not verbose, unit="star",
-                   desc="BruteForce.fit", file=sys.stderr)
-        for start in range(0, todo.size, B):
-            rows = todo[start:start + B]
-            pad = np.concatenate([rows, np.full(B - rows.size, rows[0])])
-            s1 = _stage1(grid, lnprior, f(inp.flux[pad]), f(inp.err[pad]), jnp.asarray(inp.mask[pad]),
-                         f(inp.plx[pad]), f(inp.plxe[pad]), *opts, wt_thresh=st["wt_thresh"],
-                         cdf_thresh=st["cdf_thresh"] if st["wt_thresh"] is None else None,
-                         dim_prior=bool(st["logl_dim_prior"]), no_init_thresh=st["logl_initthresh"] is None,
-                         chunk=_chunk(), nrows=rows.size, group_bytes=self.group_bytes)
-            fit, base, lsel, sel, nsel, chi2min, nbands = s1
-            nsel_h = np.asarray(nsel)
-            args2 = (sel, lsel, base, fit.scale, fit.av, fit.rv, fit.icov, feh_j, loga_j, f(inp.plx[pad]),
-                     f(inp.plxe[pad]), f(inp.coords[pad]), f(inp.dust_d), f(inp.dust_mu[pad]), f(inp.dust_sd[pad]),
-                     opts[0], opts[2], f(inp.dust_avlim), f(st["precision_shrinkage"]))
-            static = dict(nmc=int(st["Nmc_prior"]), ndraws=int(st["Ndraws"]), mode=st["subsample_mode"],
-                          use_gal=inp.use_gal, use_dust=inp.use_dust, gal_kwargs=gal_kwargs)
-            # (K bucket, capped) per star, decided here so that no vmapped group runs both
-            # selection branches; on CPU the uncapped selections are gathered by numpy
-            ks = [(_bucket(int(nsel_h[j]), st["max_models"]), bool(nsel_h[j] > st["max_models"]))
-                  for j in range(rows.size)]
-            sel_h = np.asarray(sel) if host_gather else None
-            res = {}
-            keys = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(key, jnp.asarray(pad))  # star i: fold_in(key, i)
-            for (K, capped), ids, n in _groups(ks, lambda k: 24 * k[0] * int(st["Nmc_prior"]) * itemsize,
-                                               self.group_bytes):
-                pre = None
-                if host_gather and not capped:
-                    pre = jnp.asarray(np.stack([selected_indices_host(sel_h[j], K)[0] for j in ids]))
-                o = _stage2(jnp.asarray(ids), keys[ids], pre, nsel, *args2, K=int(K), capped=capped,
-                            **static)
-                for k, v in o.items():
-                    v = np.asarray(v)[:n]
-                    res.setdefault(k, np.empty((rows.size,) + v.shape[1:], v.dtype))[ids[:n]] = v
-            n = rows.size
-            if not st["save_dar_draws"]:
-                for k in ("samps_dist", "samps_red", "samps_dred", "samps_logp"):
-                    res.pop(k)
-            res["obj_chi2min"] = np.asarray(chi2min)[:n]
-            res["obj_Nbands"] = np.asarray(nbands)[:n].astype(np.int16)
-            ok = np.isfinite(res["obj_log_evid"])
-            res["obj_status"] = np.where(ok, STATUS["ok"], STATUS["no_valid_model"]).astype(np.int8)
-            if running_io:
-                out.write(rows, res)
-            else:
-                pending[tuple(rows)] = res
-            bar.update(n)
-        bar.close()
-        for rows, res in pending.items():
-            out.write(np.asarray(rows), res)
