@@ -1,6 +1,6 @@
 """BruteForce.fit: astro-brutus 1.2.0 vs brutus_jax side by side, same grid, stars and settings.
 
-Usage:  python benchmarks/bench_fit.py [--nstars-jax 256] [--nstars-brutus 16] [--bands 8]
+Usage:  python benchmarks/bench_fit.py [--nstars-jax 256] [--nstars-brutus 16] [--bands 8] [--host-devices N]
 
 Grid: the MIST grid extended to 0.3-2.3 Msun (>= 600k models; built once and
 cached).  Stars: drawn from grid models with A_V in [0, 2], R_V ~ N(3.3, 0.2),
@@ -9,7 +9,9 @@ Galactic positions.  Settings: brutus defaults (Nmc_prior=50, Ndraws=250,
 Galactic prior on).  Reports the per-star time of the whole fit for both
 codes (brutus: median over stars after numba warm-up; brutus_jax: a second
 batched run of all stars, after a first run that compiled every stage and
-K bucket; compilation reported separately) and the ratio.
+K bucket; compilation reported separately) and the ratio.  ``--host-devices N``
+(N > 1) splits the CPU into N XLA devices and times brutus_jax on one device
+and on all N (one host thread per device) in the same run.
 """
 
 import argparse
@@ -53,7 +55,12 @@ def main():
     ap.add_argument("--nstars-brutus", type=int, default=16)
     ap.add_argument("--bands", type=int, default=8, choices=(4, 8))
     ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--host-devices", type=int, default=1, help="XLA CPU devices (sets XLA_FLAGS before jax loads)")
     args = ap.parse_args()
+    if args.host_devices > 1:
+        os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
+                                   f" --xla_force_host_platform_device_count={args.host_devices}").strip()
+    import jax
 
     import h5py
 
@@ -71,29 +78,31 @@ def main():
     print(f"grid: {models.shape[0]:,} models x {len(filters)} bands ({', '.join(filters)})")
     flux, err, msk, plx, pe, coords = simulate(models, args.nstars_jax, seed=1)
     grid = StarGrid(models, labels, mask, verbose=False)
-    bf = BruteForce(grid, verbose=False)
     kw = dict(parallax=plx, parallax_err=pe, data_coords=coords, rstate=7, verbose=False, overwrite=True,
               batch_size=args.batch_size)
+    ndevs = sorted({1, len(jax.devices())})
     with tempfile.TemporaryDirectory() as tmp:
         B = args.batch_size
-        t0 = time.perf_counter()
-        bf.fit(flux[:B], err[:B], msk[:B], np.arange(B), f"{tmp}/warm.h5", **{**kw, "parallax": plx[:B],
-               "parallax_err": pe[:B], "data_coords": coords[:B]})
-        t_warm = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        bf.fit(flux, err, msk, np.arange(len(flux)), f"{tmp}/jax0.h5", **kw)  # compiles every K bucket
-        t_first = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        out = bf.fit(flux, err, msk, np.arange(len(flux)), f"{tmp}/jax.h5", **kw)
-        t_jax = time.perf_counter() - t0
-        with h5py.File(out) as f:
-            ok = np.mean(f["obj_status"][()] == 1)
-        print(f"brutus_jax fit: {len(flux)} stars in {t_jax:.2f} s -> {1e3 * t_jax / len(flux):.1f} ms/star, "
-              f"{len(flux) / t_jax:.1f} stars/s (batch {B}; first batch incl. compilation {t_warm:.1f} s, "
-              f"first full run {t_first:.1f} s; "
-              f"{ok:.0%} ok; compiled stage1 x{_stage1_mag._cache_size()} (flux stage x{_stage1_flux._cache_size()}), "
-              f"stage2 x{_stage2._cache_size()})")
-        jax_ms = 1e3 * t_jax / len(flux)
+        for nd in ndevs:
+            bf = BruteForce(grid, verbose=False, devices=jax.devices()[:nd])
+            t0 = time.perf_counter()
+            bf.fit(flux[:B], err[:B], msk[:B], np.arange(B), f"{tmp}/warm.h5", **{**kw, "parallax": plx[:B],
+                   "parallax_err": pe[:B], "data_coords": coords[:B]})
+            t_warm = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            bf.fit(flux, err, msk, np.arange(len(flux)), f"{tmp}/jax0.h5", **kw)  # compiles every K bucket
+            t_first = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            out = bf.fit(flux, err, msk, np.arange(len(flux)), f"{tmp}/jax.h5", **kw)
+            t_jax = time.perf_counter() - t0
+            with h5py.File(out) as f:
+                ok = np.mean(f["obj_status"][()] == 1)
+            print(f"brutus_jax fit on {nd} device(s): {len(flux)} stars in {t_jax:.2f} s -> "
+                  f"{1e3 * t_jax / len(flux):.1f} ms/star, {len(flux) / t_jax:.1f} stars/s (batch {B}; first batch "
+                  f"incl. compilation {t_warm:.1f} s, first full run {t_first:.1f} s; {ok:.0%} ok; compiled stage1 "
+                  f"x{_stage1_mag._cache_size()} (flux stage x{_stage1_flux._cache_size()}), "
+                  f"stage2 x{_stage2._cache_size()})")
+            jax_ms = 1e3 * t_jax / len(flux)
 
         try:
             import brutus.analysis
@@ -122,7 +131,8 @@ def main():
         b_ms = 1e3 * statistics.median(per)
         print(f"astro-brutus fit: median {b_ms:.0f} ms/star (min {1e3 * min(per):.0f}, max {1e3 * max(per):.0f}) "
               f"over {nb} stars, NUMBA_NUM_THREADS={os.environ.get('NUMBA_NUM_THREADS', 'default')}")
-        print(f"speed-up (brutus median per star / brutus_jax per star): {b_ms / jax_ms:.1f}x")
+        print(f"speed-up (brutus median per star / brutus_jax per star on {ndevs[-1]} device(s)): "
+              f"{b_ms / jax_ms:.1f}x")
 
 
 if __name__ == "__main__":
