@@ -3,11 +3,19 @@
 ``BruteForce`` fits individual stars (see ``bruteforce``); the population
 (cluster) likelihood and its five steps live in ``populations`` (jit-able and
 differentiable with a population offering ``get_seds_smf_grid_jax``);
-``fit_cluster`` samples it with blackjax NUTS (see ``cluster``).
+``fit_cluster`` samples it with blackjax NUTS (see ``cluster``);
+``photometric_offsets`` calibrates bands from posterior draws (``offsets``).
 """
 
 from .bruteforce import BruteForce  # noqa: F401
 from .cluster import ClusterResult, fit_cluster  # noqa: F401
+from .offsets import (  # noqa: F401
+    PhotometricOffsetsConfig,
+    offsets_from_fit,
+    photometric_offsets,
+    read_fit_draws,
+    write_offsets,
+)
 from .populations import (  # noqa: F401
     apply_isochrone_mixture_model,
     compute_isochrone_cluster_loglike,
@@ -27,4 +35,9 @@ __all__ = [
     "marginalize_isochrone_grid",
     "fit_cluster",
     "ClusterResult",
+    "photometric_offsets",
+    "PhotometricOffsetsConfig",
+    "offsets_from_fit",
+    "read_fit_draws",
+    "write_offsets",
 ]
