@@ -36,3 +36,10 @@ def test_notebook_runs(path, tmp_path, monkeypatch):
         peak = float(text.split("lnL peaks at ")[1].split(" pc")[0])
         inv_plx = float(text.split("1/mean parallax = ")[1].split(" pc")[0])
         assert abs(peak - inv_plx) < 5, (peak, inv_plx)
+    if path.name.startswith("04_"):
+        # injected offsets recovered after two fits; the cloud found where it was put
+        dev = float(text.split("max |recovered - injected|: ")[1].split(" after two")[0].split(", ")[1])
+        assert dev < 0.02, dev
+        med = float(text.split("cloud distance modulus: median ")[1].split(",")[0])
+        assert abs(med - 9.5) < 0.3, med
+        assert "-> best: 1" in text

@@ -4,11 +4,22 @@
 (cluster) likelihood and its five steps live in ``populations`` (jit-able and
 differentiable with a population offering ``get_seds_smf_grid_jax``);
 ``fit_cluster`` samples it with blackjax NUTS (see ``cluster``);
-``photometric_offsets`` calibrates bands from posterior draws (``offsets``).
+``photometric_offsets`` calibrates bands from posterior draws (``offsets``);
+``los_dust`` holds brutus's line-of-sight cloud model and ``fit_los_clouds``
+samples it (tempered SMC, evidence for the number of clouds).
 """
 
 from .bruteforce import BruteForce  # noqa: F401
 from .cluster import ClusterResult, fit_cluster  # noqa: F401
+from .los_dust import (  # noqa: F401
+    kernel_gauss,
+    kernel_lorentz,
+    kernel_tophat,
+    los_clouds_loglike_samples,
+    los_clouds_priortransform,
+)
+from .los_fit import compare_nclouds, fit_los_clouds  # noqa: F401
+from .los_results import LOSFitResult, NCloudsComparison  # noqa: F401
 from .offsets import (  # noqa: F401
     PhotometricOffsetsConfig,
     offsets_from_fit,
@@ -40,4 +51,13 @@ __all__ = [
     "offsets_from_fit",
     "read_fit_draws",
     "write_offsets",
+    "los_clouds_priortransform",
+    "los_clouds_loglike_samples",
+    "kernel_tophat",
+    "kernel_gauss",
+    "kernel_lorentz",
+    "fit_los_clouds",
+    "compare_nclouds",
+    "LOSFitResult",
+    "NCloudsComparison",
 ]
