@@ -31,7 +31,6 @@ import argparse
 import contextlib
 import io
 import os
-import platform
 import statistics
 import sys
 import time
@@ -44,23 +43,17 @@ jax.config.update("jax_enable_x64", True)
 
 import numpy as np  # noqa: E402
 
+import _env  # noqa: E402  (benchmarks/_env.py)
+
 
 def env_summary():
-    lines = [
-        f"python {platform.python_version()}, numpy {np.__version__}, jax {jax.__version__}, "
-        f"backend {jax.default_backend()} ({jax.devices()[0].device_kind}), "
-        f"{platform.machine()} {os.cpu_count()} cores, load avg {os.getloadavg()[0]:.2f}",
-        f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r} NUMBA_NUM_THREADS={os.environ.get('NUMBA_NUM_THREADS', '')!r}",
-    ]
     try:
-        import brutus
         import numba
 
-        lines.append(f"astro-brutus {getattr(brutus, '__version__', '?')}, numba {numba.__version__} "
-                     f"({numba.config.NUMBA_NUM_THREADS} threads)")  # fmt: skip
+        note = f"numba {numba.__version__} ({numba.config.NUMBA_NUM_THREADS} threads)"
     except ImportError:
-        lines.append("astro-brutus not installed")
-    return "\n".join(lines)
+        note = ""
+    return _env.env_summary(note)
 
 
 def simulate(coeffs, rng, n):

@@ -26,7 +26,6 @@ Prints the environment (python, numpy, jax, backend, cores, load, XLA_FLAGS, thr
 import argparse
 import math
 import os
-import platform
 import statistics
 import sys
 import time
@@ -41,6 +40,8 @@ jax.config.update("jax_enable_x64", True)
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
+import _env  # noqa: E402  (benchmarks/_env.py)
+
 from brutus_jax.analysis import los_fit  # noqa: E402
 from brutus_jax.analysis.los_dust import los_clouds_loglike_samples  # noqa: E402
 from brutus_jax.analysis.los_fit import fit_los_clouds  # noqa: E402
@@ -48,20 +49,7 @@ from brutus_jax.data.toy_los import simulate_los_samples  # noqa: E402
 
 
 def env_summary():
-    lines = [
-        f"python {platform.python_version()}, numpy {np.__version__}, jax {jax.__version__}, "
-        f"backend {jax.default_backend()} ({jax.devices()[0].device_kind}), {platform.machine()} "
-        f"{os.cpu_count()} cores, load avg {os.getloadavg()[0]:.2f}",
-        f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r} OPENBLAS_NUM_THREADS="
-        f"{os.environ.get('OPENBLAS_NUM_THREADS')!r}",
-    ]
-    try:
-        import brutus
-
-        lines.append(f"astro-brutus {getattr(brutus, '__version__', '?')}")
-    except ImportError:
-        lines.append("astro-brutus not installed (likelihood comparison skipped)")
-    return "\n".join(lines)
+    return _env.env_summary('')
 
 
 def timed(fn, repeats):

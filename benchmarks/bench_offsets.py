@@ -21,7 +21,6 @@ Prints the environment (versions, backend, cores, load, XLA_FLAGS).
 
 import argparse
 import os
-import platform
 import statistics
 import time
 
@@ -33,23 +32,13 @@ jax.config.update("jax_enable_x64", True)
 
 import numpy as np  # noqa: E402
 
+import _env  # noqa: E402  (benchmarks/_env.py)
+
 FILTERS = ("PS_g", "PS_r", "PS_i", "PS_z", "PS_y", "2MASS_J", "2MASS_H", "2MASS_Ks", "WISE_W1", "WISE_W2")
 
 
 def env_summary():
-    lines = [
-        f"python {platform.python_version()}, numpy {np.__version__}, jax {jax.__version__}, "
-        f"backend {jax.default_backend()} ({jax.devices()[0].device_kind}), x64 {jax.config.jax_enable_x64}, "
-        f"{platform.machine()} {os.cpu_count()} cores, load avg {os.getloadavg()[0]:.2f}",
-        f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r} OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS')}",
-    ]
-    try:
-        import brutus
-
-        lines.append(f"astro-brutus {getattr(brutus, '__version__', '?')} (photometric_offsets is plain numpy)")
-    except ImportError:
-        lines.append("astro-brutus not installed")
-    return "\n".join(lines)
+    return _env.env_summary('(photometric_offsets is plain numpy)')
 
 
 def problem(nobj, nfilt, nsamp, seed=0, nprop=4):
