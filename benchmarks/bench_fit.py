@@ -86,14 +86,14 @@ def main():
         for nd in ndevs:
             bf = BruteForce(grid, verbose=False, devices=jax.devices()[:nd])
             t0 = time.perf_counter()
-            bf.fit(flux[:B], err[:B], msk[:B], np.arange(B), f"{tmp}/warm.h5", **{**kw, "parallax": plx[:B],
+            bf.fit(flux[:B], err[:B], msk[:B], np.arange(B), f"{tmp}/warm{nd}.h5", **{**kw, "parallax": plx[:B],
                    "parallax_err": pe[:B], "data_coords": coords[:B]})
             t_warm = time.perf_counter() - t0
             t0 = time.perf_counter()
-            bf.fit(flux, err, msk, np.arange(len(flux)), f"{tmp}/jax0.h5", **kw)  # compiles every K bucket
+            bf.fit(flux, err, msk, np.arange(len(flux)), f"{tmp}/jax0_{nd}.h5", **kw)  # compiles every K bucket
             t_first = time.perf_counter() - t0
             t0 = time.perf_counter()
-            out = bf.fit(flux, err, msk, np.arange(len(flux)), f"{tmp}/jax.h5", **kw)
+            out = bf.fit(flux, err, msk, np.arange(len(flux)), f"{tmp}/jax_{nd}.h5", **kw)
             t_jax = time.perf_counter() - t0
             with h5py.File(out) as f:
                 ok = np.mean(f["obj_status"][()] == 1)
