@@ -1,9 +1,11 @@
-"""Command line: ``brutus-jax build-grid`` and ``brutus-jax demo`` (model SEDs, then a BruteForce
-fit of real Pleiades members)."""
+"""Command line: ``brutus-jax build-grid``, ``brutus-jax demo`` (model SEDs, then a BruteForce
+fit of real Pleiades members), ``brutus-jax fit CATALOG`` (a catalogue, optionally one shard of it)
+and ``brutus-jax merge`` (shard outputs into one file)."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 
@@ -144,6 +146,50 @@ def fit_cluster_demo(grid_path, cluster="pleiades", nstars=12, out=None, seed=1)
           f"median A_V {np.median(np.median(av, axis=1)):.2f} mag")
 
 
+def _fit(args):
+    from .analysis import BruteForce
+    from .catalog import catalog_inputs, read_catalog, shard_rows
+    from .core import StarGrid
+    from .data import build_grid, load_models
+
+    columns = {}
+    for item in args.columns or []:
+        if "=" not in item:
+            raise ValueError(f"columns: expected name=column, got {item!r}")
+        k, v = item.split("=", 1)
+        columns[k] = v
+    grid_path = args.grid or build_grid(verbose=not args.quiet)
+    models, labels, mask = load_models(grid_path, filters=args.filters, verbose=not args.quiet)
+    grid = StarGrid(models, labels, mask, verbose=False)
+    tab = read_catalog(args.catalog)
+    nrows = len(tab[list(tab.dtype.names if isinstance(tab, np.ndarray) else tab)[0]])
+    rows = shard_rows(nrows, args.shard) if args.shard else slice(0, nrows)
+    kw = catalog_inputs(tab, grid.filters, columns, fluxes=args.fluxes, rows=rows)
+    if kw["data_coords"] is None and not args.no_galactic_prior:
+        raise ValueError("catalog: no 'l'/'b' columns for the Galactic prior (map them with --columns "
+                         "l=<col> b=<col>, or pass --no-galactic-prior)")
+    out = args.out
+    if args.shard:
+        i, n = args.shard.split("/")
+        out = f"{os.path.splitext(out)[0]}.shard{int(i):04d}of{int(n):04d}.h5"
+    if not args.quiet:
+        print(f"brutus-jax fit: {rows.stop - rows.start:,} of {nrows:,} stars ({args.shard or 'all'}) x "
+              f"{len(grid.filters)} bands -> {out}", file=sys.stderr)
+    fitter = BruteForce(grid, verbose=not args.quiet)
+    path = fitter.fit(save_file=out, rstate=args.seed, mem_lim=args.mem_lim, batch_size=args.batch_size,
+                      lngalprior=False if args.no_galactic_prior else None, key_offset=rows.start,
+                      overwrite=args.overwrite, verbose=not args.quiet, **kw)
+    print(path)
+    return 0
+
+
+def _merge(args):
+    from .catalog import merge_fits
+
+    print(merge_fits(args.shards, args.out, overwrite=args.overwrite))
+    return 0
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="brutus-jax", description=__doc__)
     sub = parser.add_subparsers(dest="cmd", required=True)
@@ -162,6 +208,27 @@ def main(argv=None):
     d.add_argument("--out", default=None, help="output HDF5 of the fit (default: <data cache>/demo/)")
     d.add_argument("--seed", type=int, default=1, help="PRNG seed of the fit")
     d.set_defaults(func=_demo)
+    f = sub.add_parser("fit", help="fit every star of a catalogue (HDF5, CSV; FITS/Parquet with astropy)")
+    f.add_argument("catalog", help="catalogue file (see brutus_jax.catalog for the columns)")
+    f.add_argument("--grid", default=None, help="brutus-format grid file (default: the default MIST grid)")
+    f.add_argument("--out", required=True, help="output HDF5 (brutus's datasets; re-running resumes it)")
+    f.add_argument("--filters", nargs="+", default=None, help="grid bands to fit (default: all of the grid's)")
+    f.add_argument("--columns", nargs="+", default=None,
+                   help="logical=column mappings, e.g. parallax=plx l=glon PS_g=gmag PS_g_err=e_gmag")
+    f.add_argument("--fluxes", action="store_true", help="band columns are fluxes [maggies], not magnitudes")
+    f.add_argument("--batch-size", type=int, default=None, help="stars per compiled batch (default: from --mem-lim)")
+    f.add_argument("--mem-lim", type=float, default=8000.0, help="memory budget [MB] (default 8000)")
+    f.add_argument("--shard", default=None, help="i/N: fit the i-th of N contiguous row blocks (job arrays)")
+    f.add_argument("--seed", type=int, default=1, help="PRNG seed (the same for every shard)")
+    f.add_argument("--no-galactic-prior", action="store_true", help="switch the Galactic prior off")
+    f.add_argument("--overwrite", action="store_true", help="replace an existing output of a different fit")
+    f.add_argument("--quiet", action="store_true")
+    f.set_defaults(func=_fit)
+    m = sub.add_parser("merge", help="concatenate complete shard outputs into one brutus-format file")
+    m.add_argument("shards", nargs="+", help="shard files, in shard order")
+    m.add_argument("--out", required=True)
+    m.add_argument("--overwrite", action="store_true")
+    m.set_defaults(func=_merge)
     args = parser.parse_args(argv)
     try:
         return args.func(args)

@@ -441,7 +441,7 @@ class BruteForce:
             data_coords=None, logl_dim_prior=True, ltol=0.03, ltol_subthresh=0.01, logl_initthresh=0.005,
             mag_max=50.0, merr_max=0.25, rstate=None, save_dar_draws=True, running_io=True, mem_lim=8000.0,
             max_models=50000, precision_shrinkage=0.0, subsample_mode="representative", verbose=True,
-            R_solar=8.2, Z_solar=0.025, overwrite=False, batch_size=None):
+            R_solar=8.2, Z_solar=0.025, overwrite=False, batch_size=None, key_offset=0):
         """Fit every star and write brutus's HDF5 output; returns the file path.
 
         Arguments and defaults are brutus 1.2.0's (see the seed document);
@@ -450,8 +450,11 @@ class BruteForce:
         a numpy RandomState/Generator or a JAX PRNG key; the seed used is stored
         in the file's attributes.  Extensions: ``overwrite`` (replace an
         existing file of a different fit; by default such a file is refused and
-        a file of the same fit is resumed) and ``batch_size`` (stars per
-        compiled batch; default from ``mem_lim``).
+        a file of the same fit is resumed), ``batch_size`` (stars per
+        compiled batch; default from ``mem_lim``) and ``key_offset`` (star
+        ``i`` draws with ``fold_in(key, key_offset + i)``: a shard of a
+        catalogue starting at row ``key_offset`` gives the rows of the
+        whole-catalogue fit).
 
         Stars with no usable band get ``obj_Nbands = 0`` and ``obj_status = 2``;
         stars for which no model has finite posterior get ``obj_status = 3``.
@@ -477,7 +480,8 @@ class BruteForce:
                         ltol_subthresh=ltol_subthresh, logl_initthresh=logl_initthresh, seed=seed,
                         save_dar_draws=save_dar_draws, max_models=max_models,
                         precision_shrinkage=precision_shrinkage, subsample_mode=subsample_mode, R_solar=R_solar,
-                        Z_solar=Z_solar, nmodels=self.nmodels, dtype=str(jnp.dtype(self.dtype)))
+                        Z_solar=Z_solar, nmodels=self.nmodels, dtype=str(jnp.dtype(self.dtype)),
+                        key_offset=int(key_offset))
         # rstate=None draws a fresh seed; it is left out of the fingerprint and read back from the
         # file on resume, so re-running the same call continues the same fit
         key_settings = {k: v for k, v in settings.items() if not (k == "seed" and rstate is None)}

@@ -97,7 +97,8 @@ def fit_batch(bf, ctx, inp, rows, B, key, st, host_gather):
               for j in range(rows.size)]
         sel_h = np.asarray(sel) if host_gather else None
         res = {}
-        keys = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(key, jnp.asarray(pad))  # star i: fold_in(key, i)
+        # star i: fold_in(key, key_offset + i)
+        keys = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(key, jnp.asarray(pad + int(st["key_offset"])))
         for (K, capped), ids, n in _groups(ks, lambda k: 24 * k[0] * int(st["Nmc_prior"]) * itemsize,
                                            bf.group_bytes):
             pre = None
