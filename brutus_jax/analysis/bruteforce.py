@@ -19,7 +19,7 @@ of stars sharing a bucket (`_groups`, vmapped).
 Shapes are static: B is fixed for a run (the last batch is padded), the
 flux-stage capacity and K take a few bucket values each and group sizes are
 powers of two, so a run compiles each stage a few times, never per star.
-Randomness: star ``i`` uses ``fold_in(key, i)`` and its K depends on that
+Randomness: star ``i`` uses ``fold_in(key, key_offset + i)`` and its K depends on that
 star alone, so results do not depend on batching, grouping or device, and a
 resumed run reproduces an uninterrupted one.  The host loop over batches and
 local devices is `fit_runner`.

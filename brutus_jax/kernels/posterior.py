@@ -212,8 +212,8 @@ class DrawnPosterior(NamedTuple):
     draw_logp: jax.Array  # lnp_mc of the picked MC sample
 
 
-def integrate_and_draw_lean(key_mc, key_draw, valid, lnprob_base, scale, av, rv, icov, extra_lnprior, aux=None, *, nmc, ndraws,
-                            avlim=(0.0, 20.0), rvlim=(1.0, 8.0), precision_shrinkage=0.0):
+def integrate_and_draw_lean(key_mc, key_draw, valid, lnprob_base, scale, av, rv, icov, extra_lnprior, aux=None, *,
+                            nmc, ndraws, avlim=(0.0, 20.0), rvlim=(1.0, 8.0), precision_shrinkage=0.0):
     """`mc_integrate` + `draw_posterior` without returning the (K, nmc) samples.
 
     Pass 1 computes each model's ``lnp`` and ``mc_ess`` from its ``nmc``
