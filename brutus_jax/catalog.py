@@ -28,7 +28,7 @@ import pathlib
 import h5py
 import numpy as np
 
-__all__ = ["read_catalog", "catalog_inputs", "shard_rows", "merge_fits"]
+__all__ = ["read_catalog", "catalog_length", "catalog_inputs", "shard_rows", "merge_fits"]
 
 _MISSING = -99.0
 
@@ -72,6 +72,11 @@ def read_catalog(path):
 
 def _names(tab):
     return list(tab.dtype.names) if isinstance(tab, np.ndarray) else list(tab)
+
+
+def catalog_length(tab):
+    """Number of rows of a table from `read_catalog`."""
+    return len(tab[_names(tab)[0]])
 
 
 def _column(tab, logical, columns, required=True):

@@ -148,7 +148,7 @@ def fit_cluster_demo(grid_path, cluster="pleiades", nstars=12, out=None, seed=1)
 
 def _fit(args):
     from .analysis import BruteForce
-    from .catalog import catalog_inputs, read_catalog, shard_rows
+    from .catalog import catalog_inputs, catalog_length, read_catalog, shard_rows
     from .core import StarGrid
     from .data import build_grid, load_models
 
@@ -162,7 +162,7 @@ def _fit(args):
     models, labels, mask = load_models(grid_path, filters=args.filters, verbose=not args.quiet)
     grid = StarGrid(models, labels, mask, verbose=False)
     tab = read_catalog(args.catalog)
-    nrows = len(tab[list(tab.dtype.names if isinstance(tab, np.ndarray) else tab)[0]])
+    nrows = catalog_length(tab)
     rows = shard_rows(nrows, args.shard) if args.shard else slice(0, nrows)
     kw = catalog_inputs(tab, grid.filters, columns, fluxes=args.fluxes, rows=rows)
     if kw["data_coords"] is None and not args.no_galactic_prior:

@@ -36,8 +36,7 @@ import numpy as np
 
 from ..kernels.linalg3 import inverse3
 from ..kernels.posterior import integrate_and_draw_lean, mc_integrate
-from ..kernels.galactic import (galactic_model_terms, galactic_params, galactic_position_terms,
-                                logp_galactic_factored)
+from ..kernels.galactic import galactic_prior_terms
 from ..kernels.priors import logp_extinction, logp_parallax, logp_parallax_scale
 from ..kernels.sedfit import fit_star, fit_star_finish, fit_star_flux, fit_star_mag, to_band_major
 from ..kernels.selection import gather_selected, select_mask
@@ -81,17 +80,12 @@ def _mc_priors(plx, plxe, ell, b, feh_k, loga_k, gal_kwargs, dust=None):
     (K, nmc) points with the whole ``aux``, or one model's (nmc,) with its
     row), the 3-D dust prior when ``dust = (distances, mu, sigma, avlim)`` is given.
     """
-    p = aux = None
-    if gal_kwargs is not None:
-        p = galactic_params(**gal_kwargs)
-        aux = jax.lax.optimization_barrier(galactic_model_terms(feh_k, loga_k, p))
+    gal, aux = (None, None) if gal_kwargs is None else galactic_prior_terms(feh_k, loga_k, ell, b, **gal_kwargs)
 
     def extra(d, a, r, aux):
         out = logp_parallax(1.0 / d, plx, plxe)
-        if p is not None:
-            # materialised: XLA:CPU would otherwise recompute the position terms in each consumer
-            out = out + logp_galactic_factored(
-                jax.lax.optimization_barrier(galactic_position_terms(d, ell, b, p)), aux)
+        if gal is not None:
+            out = out + gal(d, aux)
         if dust is not None:
             dd, mu, sd, avlim = dust
             out = out + logp_extinction(a, dd, mu, sd, d, avlim=avlim)

@@ -8,6 +8,7 @@ import sys
 import h5py
 import numpy as np
 
+from ..data.gridio import write_offsets  # noqa: F401  (the one writer; re-exported here)
 from .offsets import photometric_offsets
 
 __all__ = ["read_fit_draws", "offsets_from_fit", "write_offsets"]
@@ -68,27 +69,3 @@ def offsets_from_fit(fit_file, models, phot, err, mask, sel=None, weights=None, 
     return photometric_offsets(phot, err, mask, models, np.where(ok[:, None], idxs, 0), reds, dreds, dists, sel=ok,
                                weights=weights, mask_fit=mask_fit, old_offsets=old_offsets, dim_prior=dim_prior,
                                prior_mean=prior_mean, prior_std=prior_std, verbose=verbose, config=config, rng=rng)
-
-
-def write_offsets(path, filters, offsets):
-    """Write offsets in brutus's 2-column text format (``<filter> <offset>`` per line).
-
-    Read back by ``brutus_jax.data.load_offsets`` and brutus's ``load_offsets``.
-    Offsets must be finite and > 0; names must not contain whitespace.  The file
-    is replaced atomically.  Returns the path.
-    """
-    from ..data.gridio import write_offsets as _write
-
-    names = [filters] if isinstance(filters, (str, bytes)) else list(filters)
-    names = [n.decode() if isinstance(n, bytes) else str(n) for n in names]
-    offsets = np.atleast_1d(np.asarray(offsets, dtype=np.float64))
-    if offsets.shape != (len(names),):
-        raise ValueError(f"offsets: expected {len(names)} values (one per filter), got shape {offsets.shape}")
-    if not np.all(np.isfinite(offsets) & (offsets > 0)):
-        raise ValueError("offsets: must be finite and > 0")
-    for n in names:
-        if not n or any(c.isspace() for c in n) or n.startswith("#"):
-            raise ValueError(f"filters: invalid filter name {n!r}")
-    if len(set(names)) != len(names):
-        raise ValueError("filters: names must be unique")
-    return _write(path, names, offsets)

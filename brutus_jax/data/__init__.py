@@ -7,7 +7,7 @@
 * ``FILTERS``: the band names brutus_jax grids can carry.
 """
 
-from .gridio import load_models, write_models, load_offsets  # noqa: F401
+from .gridio import load_models, write_models, load_offsets, write_offsets  # noqa: F401
 from .filters import FILTERS, DEFAULT_FILTERS  # noqa: F401
 from .build import build_grid, default_grid_path, GRID_PRESETS  # noqa: F401
 from .sources import data_dir  # noqa: F401
@@ -16,6 +16,7 @@ __all__ = [
     "load_models",
     "write_models",
     "load_offsets",
+    "write_offsets",
     "build_grid",
     "default_grid_path",
     "GRID_PRESETS",

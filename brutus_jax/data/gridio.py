@@ -499,11 +499,22 @@ def load_offsets(filepath, filters=None, verbose=True):
 
 
 def write_offsets(path, filters, offsets):
-    """Write offsets in brutus's 2-column text format (atomically)."""
+    """Write offsets in brutus's 2-column text format (``<filter> <offset>`` per line), atomically.
+
+    Read back by `load_offsets` and brutus's ``load_offsets``.  Offsets must be
+    finite and > 0; names unique, non-empty, without whitespace.  Returns the path.
+    """
     filters = _as_name_list(filters, "filters")
-    offsets = np.asarray(offsets, dtype=np.float64).reshape(-1)
-    if len(filters) != len(offsets):
-        raise ValueError(f"filters has {len(filters)} names but offsets has {len(offsets)} values")
+    offsets = np.atleast_1d(np.asarray(offsets, dtype=np.float64))
+    if offsets.shape != (len(filters),):
+        raise ValueError(f"offsets: expected {len(filters)} values (one per filter), got shape {offsets.shape}")
+    if not np.all(np.isfinite(offsets) & (offsets > 0)):
+        raise ValueError("offsets: must be finite and > 0")
+    for n in filters:
+        if not n or any(c.isspace() for c in n) or n.startswith("#"):
+            raise ValueError(f"filters: invalid filter name {n!r}")
+    if len(set(filters)) != len(filters):
+        raise ValueError("filters: names must be unique")
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".", suffix=".tmp", dir=directory)

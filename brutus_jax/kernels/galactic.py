@@ -466,19 +466,27 @@ def logp_galactic_factored(position_terms, model_terms):
     return jnp.where(jnp.isfinite(mx), safe + jnp.log(tot), mx)
 
 
-def galactic_prior_of_distance(feh, loga, ell, b, **params):
-    """The Galactic log-prior of K models as a function of their distances.
+def galactic_prior_terms(feh, loga, ell, b, **params):
+    """The Galactic log-prior split into per-model terms and a function of distance.
 
-    Returns ``f(d) -> (K, n)`` for ``d`` (K, n) [kpc]: the per-model [Fe/H]/age
-    terms (``feh``, ``loga`` of shape (K,) or None) are evaluated once here,
-    only the position terms per call.  ``params`` override the defaults of
-    `logp_galactic_structure` (e.g. R_solar, Z_solar).
+    Returns ``(f, G)``: ``G`` (K, 3) the per-model [Fe/H]/age terms of ``feh``,
+    ``loga`` ((K,) or None), evaluated once; ``f(d, G)`` the log-prior at
+    distances ``d`` [kpc], with ``d`` (K, n) and the whole ``G``, or one model's
+    (n,) with its row (so ``f`` can be vmapped over models).  ``params``
+    override the defaults of `logp_galactic_structure` (e.g. R_solar, Z_solar).
     """
     p = galactic_params(**params)
     G = jax.lax.optimization_barrier(galactic_model_terms(feh, loga, p))  # per model, not per MC point
 
-    def f(d):
+    def f(d, G):
         # materialised: XLA:CPU would otherwise recompute the position terms in each consumer
         return logp_galactic_factored(jax.lax.optimization_barrier(galactic_position_terms(d, ell, b, p)), G)
 
-    return f
+    return f, G
+
+
+def galactic_prior_of_distance(feh, loga, ell, b, **params):
+    """The Galactic log-prior of K models as a function of their distances:
+    ``f(d) -> (K, n)`` for ``d`` (K, n) [kpc] (see `galactic_prior_terms`)."""
+    f, G = galactic_prior_terms(feh, loga, ell, b, **params)
+    return lambda d: f(d, G)
