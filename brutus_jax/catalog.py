@@ -28,46 +28,134 @@ import pathlib
 import h5py
 import numpy as np
 
-__all__ = ["read_catalog", "catalog_length", "catalog_inputs", "shard_rows", "merge_fits"]
+__all__ = ["CatalogReader", "read_catalog", "catalog_length", "catalog_inputs", "shard_rows", "merge_fits"]
 
 _MISSING = -99.0
 
 
-def _table_from_hdf5(path):
-    with h5py.File(path, "r") as f:
-        grp = f["photometry"] if "photometry" in f and isinstance(f["photometry"], h5py.Group) else f
-        compound = [k for k in sorted(grp) if isinstance(grp[k], h5py.Dataset) and grp[k].dtype.names]
-        if compound:
-            return np.concatenate([grp[k][()] for k in compound])
-        cols = {k: grp[k][()] for k in grp if isinstance(grp[k], h5py.Dataset) and grp[k].ndim >= 1}
-    if not cols:
-        raise ValueError(f"catalog: no table found in '{path}' (expected 1-D datasets or compound tables)")
-    n = {len(v) for v in cols.values()}
-    if len(n) != 1:
-        raise ValueError(f"catalog: datasets of '{path}' have different lengths {sorted(n)}")
-    return cols
+class CatalogReader:
+    """Lazy row access to a catalogue file: ``nrows``, ``names`` and ``read(start, stop)``.
+
+    HDF5 (1-D datasets sliced in place, or compound tables concatenated in
+    name order) and CSV (byte offsets of every ``_CSV_STRIDE``-th line are
+    indexed in one pass, then each block is parsed on its own) are streamed:
+    memory holds one block, not the catalogue.  Other formats go through
+    ``astropy.table.Table.read`` (FITS memory-mapped) and are read whole.
+    """
+
+    _CSV_STRIDE = 4096
+
+    def __init__(self, path):
+        path = os.fspath(path)
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"catalog: no such file '{path}'")
+        self.path = path
+        ext = pathlib.Path(path).suffix.lower()
+        if ext in (".h5", ".hdf5", ".hdf"):
+            self._open_hdf5()
+        elif ext == ".csv":
+            self._open_csv()
+        else:
+            self._open_astropy(ext)
+
+    # -- HDF5
+    def _open_hdf5(self):
+        try:
+            f = h5py.File(self.path, "r")
+        except OSError as exc:
+            raise ValueError(f"catalog: '{self.path}' is not a readable HDF5 file ({exc})") from exc
+        with f:
+            grp = f["photometry"] if "photometry" in f and isinstance(f["photometry"], h5py.Group) else f
+            self._group = grp.name
+            compound = [k for k in sorted(grp) if isinstance(grp[k], h5py.Dataset) and grp[k].dtype.names]
+            if compound:
+                self._tables = compound
+                self._bounds = np.cumsum([0] + [grp[k].shape[0] for k in compound])
+                self.names = list(grp[compound[0]].dtype.names)
+                self.nrows = int(self._bounds[-1])
+                self._kind = "compound"
+                return
+            cols = [k for k in grp if isinstance(grp[k], h5py.Dataset) and grp[k].ndim >= 1]
+            if not cols:
+                raise ValueError(f"catalog: no table found in '{self.path}' (expected 1-D datasets or compound tables)")
+            n = {grp[k].shape[0] for k in cols}
+            if len(n) != 1:
+                raise ValueError(f"catalog: datasets of '{self.path}' have different lengths {sorted(n)}")
+            self.names, self.nrows, self._kind = cols, int(n.pop()), "columns"
+
+    def _read_hdf5(self, start, stop):
+        with h5py.File(self.path, "r") as f:
+            grp = f[self._group]
+            if self._kind == "columns":
+                return {k: grp[k][start:stop] for k in self.names}
+            parts = []
+            for k, lo, hi in zip(self._tables, self._bounds[:-1], self._bounds[1:]):
+                a, b = max(start, lo), min(stop, hi)
+                if a < b:
+                    parts.append(grp[k][a - lo:b - lo])
+            return np.concatenate(parts) if parts else grp[self._tables[0]][:0]
+
+    # -- CSV
+    def _open_csv(self):
+        offsets, n = [], 0
+        with open(self.path, "rb") as fh:
+            header = fh.readline()
+            pos = fh.tell()
+            for line in fh:
+                if line.strip():
+                    if n % self._CSV_STRIDE == 0:
+                        offsets.append(pos)
+                    n += 1
+                pos += len(line)
+        self.names = [c.strip() for c in header.decode("utf-8").strip().split(",")]
+        if not self.names or not self.names[0]:
+            raise ValueError(f"catalog: '{self.path}' has no header line")
+        self.nrows, self._offsets, self._kind = n, offsets, "csv"
+
+    def _read_csv(self, start, stop):
+        import io
+        import itertools
+
+        if stop <= start:
+            lines = []
+        else:
+            with open(self.path, "rb") as fh:
+                fh.seek(self._offsets[start // self._CSV_STRIDE])
+                body = (ln for ln in fh if ln.strip())
+                lines = list(itertools.islice(body, start % self._CSV_STRIDE, start % self._CSV_STRIDE + stop - start))
+        text = ",".join(self.names) + "\n" + b"".join(lines).decode("utf-8")
+        tab = np.genfromtxt(io.StringIO(text), delimiter=",", names=True, dtype=None, encoding="utf-8",
+                            deletechars="", case_sensitive=True)
+        return np.atleast_1d(tab)
+
+    # -- astropy
+    def _open_astropy(self, ext):
+        try:
+            from astropy.table import Table
+        except ImportError as exc:  # pragma: no cover - depends on the environment
+            raise ValueError(f"catalog: reading '{ext}' files needs astropy (pip install astropy); "
+                             "HDF5 and CSV are read without it") from exc
+        kw = {"memmap": True} if ext in (".fits", ".fit", ".fz") else {}
+        tab = Table.read(self.path, **kw)
+        self._table = {name: np.asarray(tab[name]) for name in tab.colnames}
+        self.names, self.nrows, self._kind = list(tab.colnames), len(tab), "astropy"
+
+    def read(self, start=0, stop=None):
+        """Rows ``start:stop`` as a table (a numpy structured array or a dict of arrays)."""
+        stop = self.nrows if stop is None else min(int(stop), self.nrows)
+        start = max(0, int(start))
+        if self._kind == "csv":
+            return self._read_csv(start, stop)
+        if self._kind == "astropy":
+            return {k: v[start:stop] for k, v in self._table.items()}
+        return self._read_hdf5(start, stop)
 
 
 def read_catalog(path):
     """The catalogue at ``path`` as a mapping column name -> array (a numpy
-    structured array or a dict of equal-length arrays)."""
-    path = os.fspath(path)
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"catalog: no such file '{path}'")
-    ext = pathlib.Path(path).suffix.lower()
-    if ext in (".h5", ".hdf5", ".hdf"):
-        return _table_from_hdf5(path)
-    if ext == ".csv":
-        tab = np.genfromtxt(path, delimiter=",", names=True, dtype=None, encoding="utf-8", deletechars="",
-                            case_sensitive=True)
-        return np.atleast_1d(tab)
-    try:
-        from astropy.table import Table
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ValueError(f"catalog: reading '{ext}' files needs astropy (pip install astropy); "
-                         "HDF5 and CSV are read without it") from exc
-    tab = Table.read(path)
-    return {name: np.asarray(tab[name]) for name in tab.colnames}
+    structured array or a dict of equal-length arrays); see `CatalogReader`
+    for reading it in blocks."""
+    return CatalogReader(path).read()
 
 
 def _names(tab):
@@ -89,14 +177,15 @@ def _column(tab, logical, columns, required=True):
     return None
 
 
-def catalog_inputs(tab, filters, columns=None, fluxes=False, rows=None):
+def catalog_inputs(tab, filters, columns=None, fluxes=False, rows=None, first_row=0):
     """``BruteForce.fit`` keyword arguments (data, data_err, data_mask,
     data_labels, parallax, parallax_err, data_coords) from a catalogue table.
 
     ``filters``: the grid's bands, in order; ``columns``: logical -> column
     name; ``fluxes``: the band columns hold fluxes in maggies instead of
-    magnitudes; ``rows``: a slice or index array of the rows to use.
-    Parallaxes and coordinates are None when their columns are absent.
+    magnitudes; ``rows``: a slice or index array of the rows to use;
+    ``first_row``: catalogue row of ``tab``'s first row (default ``obj_id``
+    values are catalogue row numbers).  Parallaxes and coordinates are None when their columns are absent.
     """
     from .utils import inv_magnitude
 
@@ -123,7 +212,7 @@ def catalog_inputs(tab, filters, columns=None, fluxes=False, rows=None):
     flux, ferr = np.where(good, flux, 1.0), np.where(good, ferr, 1.0)
     n = flux.shape[0]
     ids = _column(tab, "obj_id", columns, required=False)
-    ids = np.arange(n) if ids is None else ids[sel]
+    ids = np.arange(first_row, first_row + n) if ids is None else ids[sel]
     plx = _column(tab, "parallax", columns, required=False)
     plxe = _column(tab, "parallax_error", columns, required=False)
     if (plx is None) != (plxe is None):
@@ -147,32 +236,60 @@ def shard_rows(nrows, shard):
     return slice(i * nrows // n, (i + 1) * nrows // n)
 
 
-def merge_fits(shard_files, out_file, overwrite=False):
+#: per-file bookkeeping that is not concatenated by `merge_fits`
+_NOT_MERGED = ("chunk_keys",)
+
+
+def merge_fits(shard_files, out_file, overwrite=False, block=65536):
     """Concatenate complete shard outputs (in the given order) into one file.
 
-    Every shard must be complete (no ``obj_status == 0``) and have the same
-    datasets, trailing shapes and dtypes; the merged file is written under a
-    temporary name and renamed into place.  Returns the path.
+    Every shard must be a readable HDF5 file, complete (no ``obj_status ==
+    0``) and have the same datasets, trailing shapes and dtypes.  Rows are
+    copied ``block`` at a time (memory flat in the shards' size) into a file
+    written under a temporary name and renamed into place; the first shard's
+    attributes (seed, settings) are kept, without its fit fingerprint.
+    Returns the path.
     """
     out_file = os.fspath(out_file)
     if os.path.exists(out_file) and not overwrite:
         raise FileExistsError(f"out: '{out_file}' exists (pass overwrite to replace it)")
-    parts = []
-    for p in shard_files:
-        with h5py.File(p, "r") as f:
-            d = {k: f[k][()] for k in f}
-        if "obj_status" in d and np.any(d["obj_status"] == 0):
-            raise ValueError(f"shard '{p}' is incomplete ({int(np.sum(d['obj_status'] == 0))} rows pending): "
-                             "re-run its fit to resume it")
-        if parts and (set(d) != set(parts[0]) or any(d[k].shape[1:] != parts[0][k].shape[1:] or
-                                                      d[k].dtype != parts[0][k].dtype for k in d)):
-            raise ValueError(f"shard '{p}' does not match '{shard_files[0]}' (different datasets or shapes)")
-        parts.append(d)
-    if not parts:
+    if not shard_files:
         raise ValueError("shards: no input files")
+    layout, sizes = None, []
+    for p in shard_files:
+        try:
+            with h5py.File(p, "r") as f:
+                lay = {k: (f[k].shape[1:], f[k].dtype) for k in f if k not in _NOT_MERGED}
+                n = f["obj_status"].shape[0] if "obj_status" in f else None
+                pending = 0 if n is None else sum(int(np.sum(f["obj_status"][s:s + block] == 0))
+                                                  for s in range(0, n, block))
+        except OSError as exc:
+            raise ValueError(f"shard '{p}' is not a readable HDF5 file ({exc})") from exc
+        if n is None:
+            raise ValueError(f"shard '{p}' is not a fit output (no obj_status)")
+        if pending:
+            raise ValueError(f"shard '{p}' is incomplete ({pending} rows pending): re-run its fit to resume it")
+        if layout is not None and lay != layout:
+            raise ValueError(f"shard '{p}' does not match '{shard_files[0]}' (different datasets or shapes)")
+        layout = lay
+        sizes.append(n)
     tmp = out_file + ".tmp"
-    with h5py.File(tmp, "w") as f:
-        for k in parts[0]:
-            f.create_dataset(k, data=np.concatenate([d[k] for d in parts]))
+    total = int(sum(sizes))
+    with h5py.File(tmp, "w") as g:
+        with h5py.File(shard_files[0], "r") as f:
+            for k, v in f.attrs.items():
+                if k != "brutus_jax_fit_key":
+                    g.attrs[k] = v
+        dsets = {k: g.create_dataset(k, shape=(total,) + shape, dtype=dt,
+                                     chunks=(min(max(total, 1), 256),) + shape if total else None)
+                 for k, (shape, dt) in layout.items()}
+        at = 0
+        for p, n in zip(shard_files, sizes):
+            with h5py.File(p, "r") as f:
+                for s in range(0, n, block):
+                    e = min(n, s + block)
+                    for k, d in dsets.items():
+                        d[at + s:at + e] = f[k][s:e]
+            at += n
     os.replace(tmp, out_file)
     return out_file

@@ -146,9 +146,32 @@ def fit_cluster_demo(grid_path, cluster="pleiades", nstars=12, out=None, seed=1)
           f"median A_V {np.median(np.median(av, axis=1)):.2f} mag")
 
 
+def resolve_shard(shard, environ=None):
+    """``--shard`` value -> "i/N" or None.
+
+    ``slurm``: from ``SLURM_ARRAY_TASK_ID`` (minus ``SLURM_ARRAY_TASK_MIN``)
+    and ``SLURM_ARRAY_TASK_COUNT``; ``jax``: this process of a
+    ``jax.distributed`` job (``jax.process_index()`` / ``jax.process_count()``,
+    after ``jax.distributed.initialize()``); anything else is used as is.
+    """
+    env = os.environ if environ is None else environ
+    if shard == "slurm":
+        try:
+            i = int(env["SLURM_ARRAY_TASK_ID"]) - int(env.get("SLURM_ARRAY_TASK_MIN", 0))
+            return f"{i}/{int(env['SLURM_ARRAY_TASK_COUNT'])}"
+        except KeyError as exc:
+            raise ValueError(f"shard: --shard slurm needs {exc.args[0]} (run it inside a Slurm job array)") from exc
+    if shard == "jax":
+        import jax
+
+        jax.distributed.initialize()
+        return f"{jax.process_index()}/{jax.process_count()}"
+    return shard
+
+
 def _fit(args):
     from .analysis import BruteForce
-    from .catalog import catalog_inputs, catalog_length, read_catalog, shard_rows
+    from .catalog import CatalogReader, catalog_inputs, shard_rows
     from .core import StarGrid
     from .data import build_grid, load_models
 
@@ -158,27 +181,34 @@ def _fit(args):
             raise ValueError(f"columns: expected name=column, got {item!r}")
         k, v = item.split("=", 1)
         columns[k] = v
+    shard = resolve_shard(args.shard)
+    reader = CatalogReader(args.catalog)  # before the grid: a bad catalogue fails fast
+    rows = shard_rows(reader.nrows, shard) if shard else slice(0, reader.nrows)
     grid_path = args.grid or build_grid(verbose=not args.quiet)
     models, labels, mask = load_models(grid_path, filters=args.filters, verbose=not args.quiet)
     grid = StarGrid(models, labels, mask, verbose=False)
-    tab = read_catalog(args.catalog)
-    nrows = catalog_length(tab)
-    rows = shard_rows(nrows, args.shard) if args.shard else slice(0, nrows)
-    kw = catalog_inputs(tab, grid.filters, columns, fluxes=args.fluxes, rows=rows)
-    if kw["data_coords"] is None and not args.no_galactic_prior:
+    first = catalog_inputs(reader.read(rows.start, rows.start + 1), grid.filters, columns, fluxes=args.fluxes)
+    if first["data_coords"] is None and not args.no_galactic_prior:
         raise ValueError("catalog: no 'l'/'b' columns for the Galactic prior (map them with --columns "
                          "l=<col> b=<col>, or pass --no-galactic-prior)")
     out = args.out
-    if args.shard:
-        i, n = args.shard.split("/")
+    if shard:
+        i, n = shard.split("/")
         out = f"{os.path.splitext(out)[0]}.shard{int(i):04d}of{int(n):04d}.h5"
     if not args.quiet:
-        print(f"brutus-jax fit: {rows.stop - rows.start:,} of {nrows:,} stars ({args.shard or 'all'}) x "
-              f"{len(grid.filters)} bands -> {out}", file=sys.stderr)
+        print(f"brutus-jax fit: {rows.stop - rows.start:,} of {reader.nrows:,} stars ({shard or 'all'}) x "
+              f"{len(grid.filters)} bands, blocks of {args.chunk_size:,} -> {out}", file=sys.stderr)
+
+    def read_rows(start, stop):  # rows of this shard -> catalogue rows
+        a = rows.start + start
+        return catalog_inputs(reader.read(a, rows.start + stop), grid.filters, columns, fluxes=args.fluxes,
+                              first_row=a)
+
     fitter = BruteForce(grid, verbose=not args.quiet)
-    path = fitter.fit(save_file=out, rstate=args.seed, mem_lim=args.mem_lim, batch_size=args.batch_size,
-                      lngalprior=False if args.no_galactic_prior else None, key_offset=rows.start,
-                      overwrite=args.overwrite, verbose=not args.quiet, **kw)
+    path = fitter.fit_stream(read_rows, rows.stop - rows.start, out, chunk_size=args.chunk_size, rstate=args.seed,
+                             key_offset=rows.start, overwrite=args.overwrite, verbose=not args.quiet,
+                             mem_lim=args.mem_lim, batch_size=args.batch_size, Ndraws=args.ndraws,
+                             Nmc_prior=args.nmc, lngalprior=False if args.no_galactic_prior else None)
     print(path)
     return 0
 
@@ -218,7 +248,13 @@ def main(argv=None):
     f.add_argument("--fluxes", action="store_true", help="band columns are fluxes [maggies], not magnitudes")
     f.add_argument("--batch-size", type=int, default=None, help="stars per compiled batch (default: from --mem-lim)")
     f.add_argument("--mem-lim", type=float, default=8000.0, help="memory budget [MB] (default 8000)")
-    f.add_argument("--shard", default=None, help="i/N: fit the i-th of N contiguous row blocks (job arrays)")
+    f.add_argument("--shard", default=None,
+                   help="i/N: fit the i-th of N contiguous row blocks (job arrays); 'slurm': i/N of this Slurm "
+                        "array task; 'jax': this process of a jax.distributed job")
+    f.add_argument("--chunk-size", type=int, default=65536,
+                   help="catalogue rows read and validated at a time (memory is flat in catalogue size)")
+    f.add_argument("--ndraws", type=int, default=250, help="posterior draws saved per star (brutus's Ndraws)")
+    f.add_argument("--nmc", type=int, default=50, help="Monte-Carlo points per model (brutus's Nmc_prior)")
     f.add_argument("--seed", type=int, default=1, help="PRNG seed (the same for every shard)")
     f.add_argument("--no-galactic-prior", action="store_true", help="switch the Galactic prior off")
     f.add_argument("--overwrite", action="store_true", help="replace an existing output of a different fit")

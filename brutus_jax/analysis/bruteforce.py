@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import functools
 import os
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -254,6 +255,17 @@ def _stage2(ids, keys, pre_idx, nsel, sel, lnprob_sel, base, scale, av, rv, icov
 _fit_star_jit = jax.jit(fit_star, static_argnames=("dim_prior", "init_thresh"))
 
 
+class _Job(NamedTuple):
+    inp: object  # FitInputs
+    lnp_static: np.ndarray
+    feh: object
+    loga: object
+    settings: dict
+    key_settings: dict  # settings that enter the fingerprint
+    fkey: str
+    attrs: dict
+
+
 def _as_key(rstate):
     """(PRNG key, integer seed) from None / int / numpy RandomState or Generator / JAX key."""
     if rstate is None:
@@ -456,13 +468,56 @@ class BruteForce:
         are compiled kernels): pass None to use the defaults, or False to
         switch the Galactic prior off.
         """
-        from .fit_inputs import prepare_inputs
         from .fit_runner import run_fit
+
+        key, seed = _as_key(rstate)
+        job = self._job(key, seed, rstate is None, data, data_err, data_mask, data_labels, phot_offsets, parallax,
+                        parallax_err, Nmc_prior, avlim, av_gauss, rvlim, rv_gauss, lnprior, wt_thresh, cdf_thresh,
+                        Ndraws, apply_agewt, apply_grad, lngalprior, lndustprior, dustfile, data_coords,
+                        logl_dim_prior, ltol, ltol_subthresh, logl_initthresh, mag_max, merr_max, save_dar_draws,
+                        max_models, precision_shrinkage, subsample_mode, R_solar, Z_solar, key_offset)
+        out = FitOutput(save_file, job.inp.labels, Ndraws, save_dar_draws, job.fkey, overwrite=overwrite,
+                        attrs=job.attrs)
+        if out.resumed and rstate is None:
+            key, seed = _as_key(int(out.attrs["brutus_jax_seed"]))
+        try:
+            run_fit(self, out, job.inp, key, job.lnp_static, job.feh, job.loga, job.settings, av_gauss, rv_gauss,
+                    mem_lim, batch_size, running_io, verbose and self.verbose, self.devices)
+        finally:
+            out.close()
+        return str(out.path)
+
+    def fit_stream(self, read_rows, nrows, save_file, chunk_size=65536, rstate=None, key_offset=0, overwrite=False,
+                   verbose=True, mem_lim=8000.0, batch_size=None, **fit_kwargs):
+        """`fit` of a catalogue read block by block: memory holds one block.
+
+        ``read_rows(start, stop)`` returns `fit`'s data keywords (``data``,
+        ``data_err``, ``data_mask``, ``data_labels`` and optionally
+        ``parallax``, ``parallax_err``, ``data_coords``) for rows
+        ``start:stop`` of ``nrows``; ``fit_kwargs`` are `fit`'s other
+        arguments.  Every row is written to one file, equal to
+        ``fit`` on all rows at once with the same ``rstate`` and
+        ``key_offset`` (row ``i`` draws with ``fold_in(key, key_offset + i)``).
+        Re-running resumes; a block whose inputs differ from those the file
+        was started with is refused (``chunk_keys`` records each block's
+        fingerprint).  See `fit_stream.run_stream`.
+        """
+        from .fit_stream import run_stream
+
+        return run_stream(self, read_rows, nrows, save_file, chunk_size, rstate, key_offset, overwrite, verbose,
+                          mem_lim, batch_size, fit_kwargs)
+
+    def _job(self, key, seed, fresh_seed, data, data_err, data_mask, data_labels, phot_offsets, parallax,
+             parallax_err, Nmc_prior, avlim, av_gauss, rvlim, rv_gauss, lnprior, wt_thresh, cdf_thresh, Ndraws,
+             apply_agewt, apply_grad, lngalprior, lndustprior, dustfile, data_coords, logl_dim_prior, ltol,
+             ltol_subthresh, logl_initthresh, mag_max, merr_max, save_dar_draws, max_models, precision_shrinkage,
+             subsample_mode, R_solar, Z_solar, key_offset):
+        """Validated inputs, static prior, settings and fingerprint of a `fit` call."""
+        from .fit_inputs import prepare_inputs
 
         inp = prepare_inputs(self, data, data_err, data_mask, data_labels, phot_offsets, parallax, parallax_err,
                              avlim, rvlim, data_coords, dustfile, lngalprior, lndustprior, mag_max, merr_max,
                              subsample_mode, Nmc_prior, Ndraws, max_models)
-        key, seed = _as_key(rstate)
         lnp_static = grid_lnprior(self.models_labels, self.labels_mask, lnprior, apply_agewt, apply_grad)
         # apply_dlabels is accepted for compatibility: as in brutus 1.2 (gotcha 5) the Galactic
         # prior always sees the grid's feh/loga (prior_setup documents the one rule).
@@ -478,15 +533,7 @@ class BruteForce:
                         key_offset=int(key_offset))
         # rstate=None draws a fresh seed; it is left out of the fingerprint and read back from the
         # file on resume, so re-running the same call continues the same fit
-        key_settings = {k: v for k, v in settings.items() if not (k == "seed" and rstate is None)}
+        key_settings = {k: v for k, v in settings.items() if not (k == "seed" and fresh_seed)}
         fkey = fingerprint(inp.flux, inp.err, inp.mask, inp.plx, inp.plxe, inp.coords, lnp_static, **key_settings)
         attrs = {"brutus_jax_seed": -1 if seed is None else seed, "brutus_jax_settings": repr(settings)}
-        out = FitOutput(save_file, inp.labels, Ndraws, save_dar_draws, fkey, overwrite=overwrite, attrs=attrs)
-        if out.resumed and rstate is None:
-            key, seed = _as_key(int(out.attrs["brutus_jax_seed"]))
-        try:
-            run_fit(self, out, inp, key, lnp_static, feh, loga, settings, av_gauss, rv_gauss, mem_lim, batch_size,
-                    running_io, verbose and self.verbose, self.devices)
-        finally:
-            out.close()
-        return str(out.path)
+        return _Job(inp, lnp_static, feh, loga, settings, key_settings, fkey, attrs)

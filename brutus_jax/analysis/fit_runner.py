@@ -120,8 +120,9 @@ def fit_batch(bf, ctx, inp, rows, B, key, st, host_gather):
 
 
 def run_fit(bf, out, inp, key, lnp_static, feh, loga, st, av_gauss, rv_gauss, mem_lim, batch_size, running_io,
-            verbose, devices):
-    """Fit every pending star of ``out`` and write its rows (see module docstring)."""
+            verbose, devices, bar=None):
+    """Fit every pending star of ``out`` and write its rows (see module docstring);
+    ``bar``: a tqdm progress bar to advance (default: one of its own)."""
     from tqdm.auto import tqdm
 
     ndata, nfilt = inp.flux.shape
@@ -141,8 +142,10 @@ def run_fit(bf, out, inp, key, lnp_static, feh, loga, st, av_gauss, rv_gauss, me
     ctxs = _contexts(bf, devices, lnp_static, feh, loga, st, av_gauss, rv_gauss)
     host_gather = bf._host_gather if bf._host_gather is not None else devices[0].platform == "cpu"
     pending = []
-    bar = tqdm(total=ndata, initial=int(done.sum() + bad.size), disable=not verbose, unit="star",
-               desc="BruteForce.fit", file=sys.stderr)
+    own = bar is None
+    if own:
+        bar = tqdm(total=ndata, disable=not verbose, unit="star", desc="BruteForce.fit", file=sys.stderr)
+    bar.update(int(done.sum() + bad.size))
 
     def finish(rows, res):
         if running_io:
@@ -172,6 +175,7 @@ def run_fit(bf, out, inp, key, lnp_static, feh, loga, st, av_gauss, rv_gauss, me
                     finish(r, fut.result())
             for r, fut in inflight:
                 finish(r, fut.result())
-    bar.close()
+    if own:
+        bar.close()
     for rows, res in pending:
         out.write(rows, res)
