@@ -184,6 +184,12 @@ def _fit(args):
     shard = resolve_shard(args.shard)
     reader = CatalogReader(args.catalog)  # before the grid: a bad catalogue fails fast
     rows = shard_rows(reader.nrows, shard) if shard else slice(0, reader.nrows)
+    out = args.out
+    if shard:
+        i, n = shard.split("/")
+        out = f"{os.path.splitext(out)[0]}.shard{int(i):04d}of{int(n):04d}.h5"
+    if args.resume and not os.path.exists(out):
+        raise ValueError(f"out: --resume given but there is no output '{out}' to resume")
     grid_path = args.grid or build_grid(verbose=not args.quiet)
     models, labels, mask = load_models(grid_path, filters=args.filters, verbose=not args.quiet)
     grid = StarGrid(models, labels, mask, verbose=False)
@@ -191,10 +197,6 @@ def _fit(args):
     if first["data_coords"] is None and not args.no_galactic_prior:
         raise ValueError("catalog: no 'l'/'b' columns for the Galactic prior (map them with --columns "
                          "l=<col> b=<col>, or pass --no-galactic-prior)")
-    out = args.out
-    if shard:
-        i, n = shard.split("/")
-        out = f"{os.path.splitext(out)[0]}.shard{int(i):04d}of{int(n):04d}.h5"
     if not args.quiet:
         print(f"brutus-jax fit: {rows.stop - rows.start:,} of {reader.nrows:,} stars ({shard or 'all'}) x "
               f"{len(grid.filters)} bands, blocks of {args.chunk_size:,} -> {out}", file=sys.stderr)
@@ -258,6 +260,8 @@ def main(argv=None):
     f.add_argument("--seed", type=int, default=1, help="PRNG seed (the same for every shard)")
     f.add_argument("--no-galactic-prior", action="store_true", help="switch the Galactic prior off")
     f.add_argument("--overwrite", action="store_true", help="replace an existing output of a different fit")
+    f.add_argument("--resume", action="store_true",
+                   help="require an existing output to resume (re-running resumes anyway; this guards typos)")
     f.add_argument("--quiet", action="store_true")
     f.set_defaults(func=_fit)
     m = sub.add_parser("merge", help="concatenate complete shard outputs into one brutus-format file")

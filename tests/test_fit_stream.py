@@ -202,6 +202,16 @@ def test_readers_stream_blocks_equal_to_the_whole_table(tmp_path, monkeypatch):
         CatalogReader(tmp_path / "bad.h5")
 
 
+def test_resume_flag_requires_an_output(tmp_path, capsys):
+    from brutus_jax.cli import main
+
+    csv = tmp_path / "c.csv"
+    csv.write_text("g,g_err\n15,0.1\n")
+    assert main(["fit", str(csv), "--grid", str(tmp_path / "none.h5"), "--out", str(tmp_path / "o.h5"),
+                 "--resume", "--quiet"]) == 2
+    assert "no output" in capsys.readouterr().err
+
+
 def test_slurm_shards():
     env = {"SLURM_ARRAY_TASK_ID": "7", "SLURM_ARRAY_TASK_MIN": "1", "SLURM_ARRAY_TASK_COUNT": "10"}
     assert resolve_shard("slurm", env) == "6/10"
