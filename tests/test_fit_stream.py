@@ -218,3 +218,23 @@ def test_slurm_shards():
     assert resolve_shard("2/5", env) == "2/5" and resolve_shard(None, env) is None
     with pytest.raises(ValueError, match="SLURM_ARRAY_TASK_ID"):
         resolve_shard("slurm", {})
+
+
+def test_writes_do_not_grow_the_file(tmp_path):
+    """Every chunk is allocated at creation: writing rows changes data only (what makes a kill
+    during a write harmless), and unwritten rows keep brutus's fill values."""
+    from brutus_jax.analysis.fit_io import FitOutput
+
+    out = FitOutput(tmp_path / "o.h5", np.arange(1000), 50, True, "k")
+    size = os.path.getsize(out.path)
+    rng = np.random.default_rng(0)
+    rows = np.arange(300, 812)
+    res = {k: rng.normal(size=(rows.size,) + shape[1:]).astype(dt) for k, (shape, dt, _) in out.spec.items()}
+    res["obj_status"] = np.ones(rows.size, np.int8)
+    out.write(rows, res)
+    out.close()
+    assert os.path.getsize(out.path) == size
+    got = read(out.path)
+    np.testing.assert_array_equal(got["ml_av"][rows], res["ml_av"])
+    assert np.all(got["model_idx"][:300] == -99) and np.all(np.isnan(got["samps_dist"][812:]))
+    assert np.all(got["obj_status"] == np.isin(np.arange(1000), rows))
