@@ -35,16 +35,17 @@ from brutus_jax.data.toy_population import ToyPopulation, simulate_cluster  # no
 TRUTH = np.array([0.0, 9.6, 0.3, 3.3, 800.0, 0.1])
 
 
-def ripple(pop, d, settings, eep_hi=808.0):
+def ripple(pop, d, settings, eep_hi=808.0, measures=("brutus", "smooth")):
     print(f"EEP grid 202-{eep_hi:.0f}: local minima (range, nats) along log age, A_V, distance; "
-          "largest log-age step between neighbouring points")
-    print("EEP points  floor  | log age        A_V          distance     | max log-age step")
-    for neep, floor in settings:
-        grids = dict(smf_grid=np.linspace(0, 1, 6), eep_grid=np.linspace(202, eep_hi, neep))
+          "largest log-age step between neighbouring points; largest log-age jump (step minus the "
+          "mean of its two neighbours: ~0 where the likelihood is continuous)")
+    print("EEP points  floor  measure | log age        A_V          distance     | max step  max jump")
+    for (neep, floor), measure in ((s, m) for s in settings for m in measures):
+        grids = dict(smf_grid=np.linspace(0, 1, 6), eep_grid=np.linspace(202, eep_hi, neep), row_measure=measure)
         err = np.sqrt(d["err"] ** 2 + (floor * np.log(10) / 2.5 * d["flux"]) ** 2)
         f = jax.jit(jax.vmap(lambda th: isochrone_population_loglike(
             th, pop, d["flux"], err, parallax=d["parallax"], parallax_err=d["parallax_err"], **grids)))
-        row, step = [], 0.0
+        row, step, jump = [], 0.0, 0.0
         for i, w in [(1, 0.05), (2, 0.05), (4, 10.0)]:
             ths = np.tile(TRUTH, (401, 1))
             ths[:, i] += np.linspace(-w, w, 401)
@@ -53,7 +54,8 @@ def ripple(pop, d, settings, eep_hi=808.0):
             row.append(f"{int(np.sum((dv[:-1] < 0) & (dv[1:] > 0))):3d} ({v.max() - v.min():6.1f})")
             if i == 1:
                 step = np.abs(dv).max()
-        print(f"{neep:10d}  {floor:5.2f}  | {'   '.join(row)} | {step:.4f}", flush=True)
+                jump = np.abs(dv[1:-1] - 0.5 * (dv[:-2] + dv[2:])).max()
+        print(f"{neep:10d}  {floor:5.2f}  {measure:7s} | {'   '.join(row)} | {step:.4f}   {jump:.4f}", flush=True)
 
 
 def main():
@@ -67,11 +69,15 @@ def main():
     ap.add_argument("--warmup", type=int, default=150)
     ap.add_argument("--samples", type=int, default=150)
     ap.add_argument("--max-doublings", type=int, default=6)
+    ap.add_argument("--measure", default="smooth", choices=["brutus", "smooth"], help="fit_cluster row_measure")
+    ap.add_argument("--chains", type=int, default=2)
+    ap.add_argument("--seed", type=int, default=1, help="fit seed")
+    ap.add_argument("--data-seed", type=int, default=3)
     a = ap.parse_args()
     print(f"python {platform.python_version()}, jax {jax.__version__} ({jax.default_backend()}), "
           f"{os.cpu_count()} CPU cores")
     pop = ToyPopulation(4)
-    d = simulate_cluster(pop, TRUTH, a.nstars, seed=3)
+    d = simulate_cluster(pop, TRUTH, a.nstars, seed=a.data_seed)
     if a.ripple:
         ripple(pop, d, [(250, 0.0), (250, 0.02), (600, 0.0), (600, 0.03), (2000, 0.02), (600, 0.1)])
         # the same without the isochrone's terminal rows: a cluster with no star beyond EEP 600
@@ -82,11 +88,12 @@ def main():
     if a.fit:
         grids = dict(smf_grid=np.linspace(0, 1, a.nsmf), eep_grid=np.linspace(202, 808, a.neep))
         t0 = time.perf_counter()
-        r = fit_cluster(pop, d["flux"], d["err"], d["parallax"], d["parallax_err"], num_chains=2,
-                        num_warmup=a.warmup, num_samples=a.samples, seed=1, progress=False, err_floor=a.err_floor,
+        r = fit_cluster(pop, d["flux"], d["err"], d["parallax"], d["parallax_err"], num_chains=a.chains,
+                        num_warmup=a.warmup, num_samples=a.samples, seed=a.seed, progress=False, err_floor=a.err_floor,
+                        row_measure=a.measure,
                         max_num_doublings=a.max_doublings, priors={"rv": 3.3}, **grids)
         dg = r.diagnostics
-        print(f"fit_cluster: {a.nstars} stars, {a.nsmf} SMF x {a.neep} EEP, err_floor {a.err_floor}, "
+        print(f"fit_cluster ({a.measure} measure): {a.nstars} stars, {a.nsmf} SMF x {a.neep} EEP, err_floor {a.err_floor}, "
               f"warmup/samples {a.warmup}/{a.samples}, max_num_doublings {a.max_doublings}: "
               f"{time.perf_counter() - t0:.0f} s (init {dg['timing']['init']:.0f}, warmup {dg['timing']['warmup']:.0f}, "
               f"sampling {dg['timing']['sampling']:.0f}); mean leapfrog steps {dg['mean_num_steps']}, "

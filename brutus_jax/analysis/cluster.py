@@ -191,7 +191,8 @@ def _laplace_covariance(hess, max_var=4.0):
 def fit_cluster(stellarpop, obs_phot, obs_err, parallax=None, parallax_err=None, mask=None, cluster_prob=0.95,
                 priors=None, num_chains=4, num_warmup=500, num_samples=500, seed=0, progress=True, *,
                 err_floor=0.02, num_starts=64, num_opt=None, opt_steps=100, chain_method=None,
-                target_accept=0.8, max_num_doublings=10, min_ess=None, dtype=None, **likelihood_kwargs):
+                target_accept=0.8, max_num_doublings=10, min_ess=None, dtype=None, row_measure="smooth",
+                **likelihood_kwargs):
     """Posterior of a coeval cluster's [Fe/H], log age, A_V, R_V, distance and field fraction.
 
     Parameters
@@ -218,8 +219,8 @@ def fit_cluster(stellarpop, obs_phot, obs_err, parallax=None, parallax_err=None,
         It stands for isochrone/BC systematics and smooths the ripple that a
         discrete EEP grid puts into the likelihood in A_V and distance when
         the photometric errors are smaller than the grid's magnitude spacing;
-        the steps along log age from the isochrone's terminal rows remain
-        (benchmarks/README.md).  0 reproduces ``isochrone_population_loglike``.
+        (benchmarks/README.md).  0 with ``row_measure="brutus"`` reproduces
+        ``isochrone_population_loglike``.
     num_starts, num_opt, opt_steps : int
         Initialisation: prior points scored, how many of the best are
         optimised (default ``num_chains``), L-BFGS steps per continuation stage.
@@ -230,6 +231,16 @@ def fit_cluster(stellarpop, obs_phot, obs_err, parallax=None, parallax_err=None,
         Bulk and tail ESS required to call the run converged (default 100 per chain).
     dtype : optional
         Compute dtype (default float64 under x64, else float32).
+    row_measure : {"smooth", "brutus"}
+        Grid measure of the likelihood (`isochrone_population_loglike`).
+        Default "smooth", a deliberate difference from brutus: brutus's
+        measure drops the last valid row of the isochrone, so the integral's
+        end jumps by a whole EEP cell whenever a terminal row switches
+        validity with age or [Fe/H] -- O(1)-nat discontinuities that stop
+        NUTS from mixing.  "smooth" gives the cell straddling the terminal
+        EEP the fraction of it below the end; it equals brutus's measure
+        whenever the end is on a grid node and differs from it by at most
+        one terminal cell in between (benchmarks/README.md).
     **likelihood_kwargs
         Forwarded to ``isochrone_population_loglike`` (``smf_grid``,
         ``eep_grid``, ``dim_prior``, ``mini_bound``, ``eep_binary_max``,
@@ -273,7 +284,8 @@ def fit_cluster(stellarpop, obs_phot, obs_err, parallax=None, parallax_err=None,
         def logdensity(z):
             theta, lp = log_prior_jacobian(z, specs)
             ll = isochrone_population_loglike(theta, pop, flux, err, parallax=plx, parallax_err=plxe,
-                                              cluster_prob=cluster_prob, mask=msk, **likelihood_kwargs)
+                                              cluster_prob=cluster_prob, mask=msk, row_measure=row_measure,
+                                              **likelihood_kwargs)
             out = ll + lp
             return jnp.where(jnp.isfinite(out), out, -jnp.inf)
 

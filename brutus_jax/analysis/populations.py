@@ -138,9 +138,45 @@ def _popgrid_from_brutus_style(stellarpop, smf_grid, eep_grid, feh, loga, av, rv
                       smf=jnp.asarray(smf_grid, dtype=mags.dtype))
 
 
+_N_PROBE = 32  # probes per EEP cell when the terminal EEP is located numerically
+
+
+def _terminal_eep(stellarpop, pg, eep_end, feh, loga, kw):
+    """Terminal EEP for ``row_measure='smooth'``: ``eep_end`` (or ``stellarpop.eep_end``) as
+    ``f(loga)`` / ``f(feh, loga)`` / a number, else ``_N_PROBE`` probes of the population (SMF 0)
+    in the cell after the last valid row (1/_N_PROBE of a cell, zero derivative: exact for
+    isochrones whose end is constant between table nodes)."""
+    import inspect
+
+    dt = pg.eep.dtype
+    fn = getattr(stellarpop, "eep_end", None) if eep_end is None else eep_end
+    if callable(fn):
+        try:
+            nargs = len(inspect.signature(fn).parameters)
+        except (TypeError, ValueError):
+            nargs = 2
+        return jnp.asarray(fn(loga) if nargs == 1 else fn(feh, loga), dt)
+    if fn is not None:
+        return jnp.asarray(fn, dt)
+    e = pg.eep
+    n = e.shape[0]
+    ok0 = jnp.asarray(pg.mini_ok[0], bool)
+    j = jnp.max(jnp.where(ok0, jnp.arange(n), -1))
+    jc = jnp.clip(j, 0, max(n - 2, 0))
+    e0 = e[jc]
+    e1 = e[jc + 1] if n > 1 else e0 + 1.0
+    probes = e0 + (e1 - e0) * jnp.arange(1, _N_PROBE + 1, dtype=dt) / _N_PROBE
+    pp = stellarpop.get_seds_smf_grid_jax(jnp.zeros((1,), dt), feh=feh, loga=loga, eep=probes, **kw)
+    nv = jnp.sum(jnp.cumprod(jnp.asarray(pp.mini_ok[0], jnp.int32)))
+    end = e0 + (e1 - e0) * nv / _N_PROBE
+    beyond = e[-1] + 2.0 * (e[-1] - e[max(n - 2, 0)]) + 1.0
+    end = jnp.where(j >= n - 1, beyond, jnp.where(j < 0, e[0] - 1.0, end))
+    return jax.lax.stop_gradient(end)
+
+
 def generate_isochrone_population_grid(stellarpop, feh, loga, av, rv, dist, smf_grid=None,
                                        eep_grid=None, mini_bound=0.08, eep_binary_max=480.0,
-                                       corr_params=None):
+                                       corr_params=None, row_measure="brutus", eep_end=None):
     r"""Model grid over (SMF, EEP) with integration weights (brutus step 1).
 
     Parameters
@@ -161,6 +197,20 @@ def generate_isochrone_population_grid(stellarpop, feh, loga, av, rv, dist, smf_
         Binaries only for ``eep <= eep_binary_max``. 480.
     corr_params : array (4,), optional
         Empirical low-mass corrections, forwarded to the population.
+    row_measure : {"brutus", "smooth"}, optional
+        "brutus" (default): brutus's measure exactly -- a row enters only if
+        both EEP neighbours are valid, so the integral's end jumps by a whole
+        cell whenever a terminal row switches validity (O(1)-nat steps of the
+        likelihood in log age / [Fe/H]).  "smooth": continuous in (feh, loga)
+        -- the last valid row gets a one-sided mass jacobian and the row cell
+        straddling the terminal EEP ``eep_end`` the fraction of its cell below
+        it (`brutus_jax.kernels.population.population_row_weights`); equal to
+        brutus's measure when ``eep_end`` is on a grid node.  JAX populations
+        only (or a brutus-style one with an explicit ``eep_end``).
+    eep_end : callable, float or None, optional
+        Terminal EEP for "smooth": ``f(loga)`` / ``f(feh, loga)`` or a value;
+        default ``stellarpop.eep_end`` if it exists, else located by probing
+        the population.
 
     Returns
     -------
@@ -205,8 +255,17 @@ def generate_isochrone_population_grid(stellarpop, feh, loga, av, rv, dist, smf_
     else:
         raise TypeError("stellarpop must offer get_seds_smf_grid_jax, get_seds_smf_grid or get_seds")
     n_smf, n_eep, n_filt = pg.mags.shape
+    if row_measure not in ("brutus", "smooth"):
+        raise ValueError(f"row_measure: 'brutus' or 'smooth', got {row_measure!r}")
+    e_end = None
+    if row_measure == "smooth":
+        if not hasattr(stellarpop, "get_seds_smf_grid_jax") and eep_end is None:
+            raise TypeError("row_measure='smooth' needs eep_end for a brutus-style population")
+        e_end = _terminal_eep(stellarpop, pg, eep_end, feh, loga,
+                              dict(av=av, rv=rv, dist=dist, mini_bound=mini_bound,
+                                   eep_binary_max=eep_binary_max, corr_params=corr_params))
     mass_jac, smf_jac, log_w = _row_weights_kernel(
-        pg.mini, pg.mini_ok, pg.sed_ok, pg.eep, pg.smf, eep_binary_max)
+        pg.mini, pg.mini_ok, pg.sed_ok, pg.eep, pg.smf, eep_binary_max, e_end)
     n = n_smf * n_eep
     return {
         "photometry": _flux_kernel(pg.mags, pg.sed_ok).reshape(n, n_filt),
@@ -216,6 +275,7 @@ def generate_isochrone_population_grid(stellarpop, feh, loga, av, rv, dist, smf_
         "smf_jacobians": smf_jac.reshape(n),
         "sed_ok": jnp.asarray(pg.sed_ok).reshape(n),
         "log_weights": log_w.reshape(n),
+        "eep_end": e_end,
         "grid_info": {"smf_grid": pg.smf, "eep_grid": pg.eep, "n_total_points": n,
                       "shape": (n_smf, n_eep)},
     }
@@ -423,7 +483,8 @@ def isochrone_population_loglike(theta, stellarpop, obs_phot, obs_err, parallax=
                                  parallax_err=None, cluster_prob=0.95, dim_prior=True,
                                  outlier_model_func=None, smf_grid=None, eep_grid=None,
                                  mini_bound=0.08, eep_binary_max=480.0, corr_params=None,
-                                 return_components=False, mask=None, **outlier_kwargs):
+                                 return_components=False, mask=None, row_measure="brutus",
+                                 eep_end=None, **outlier_kwargs):
     r"""Log-likelihood of a coeval population, theta = [feh, loga, av, rv, dist, field_frac].
 
     .. math::
@@ -459,6 +520,9 @@ def isochrone_population_loglike(theta, stellarpop, obs_phot, obs_err, parallax=
         ``isochrone_grid``, ``lnl_cluster``, ``lnl_outlier``, ``lnl_mixture``.
     mask : array (N_objects, N_filters), optional
         Band mask (1 = use), shared by the cluster and outlier models.
+    row_measure, eep_end : optional
+        "brutus" (default, exact) or "smooth" (continuous in feh, loga; used
+        by `fit_cluster`), see :func:`generate_isochrone_population_grid`.
     **outlier_kwargs
         Forwarded to the outlier model (e.g. ``p_value_cut``, ``sigma_clip``).
 
@@ -476,6 +540,8 @@ def isochrone_population_loglike(theta, stellarpop, obs_phot, obs_err, parallax=
                          f"got {theta.shape}")
     if not jnp.issubdtype(theta.dtype, jnp.floating):
         theta = theta.astype(jnp.result_type(float))
+    if row_measure not in ("brutus", "smooth"):
+        raise ValueError(f"row_measure: 'brutus' or 'smooth', got {row_measure!r}")
     flux, err = _check_obs(obs_phot, obs_err, mask, parallax, parallax_err,
                            names=("obs_phot", "obs_err"))
     n_obj = flux.shape[0]
@@ -494,7 +560,8 @@ def isochrone_population_loglike(theta, stellarpop, obs_phot, obs_err, parallax=
         try:
             grid = generate_isochrone_population_grid(
                 stellarpop, feh, loga, av, rv, dist, smf_grid=smf_grid, eep_grid=eep_grid,
-                mini_bound=mini_bound, eep_binary_max=eep_binary_max, corr_params=corr_params)
+                mini_bound=mini_bound, eep_binary_max=eep_binary_max, corr_params=corr_params,
+                row_measure=row_measure, eep_end=eep_end)
         except ValueError as e:
             if jax_path:
                 raise

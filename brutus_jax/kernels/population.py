@@ -31,6 +31,7 @@ __all__ = [
     "index_gradient",
     "smf_measure",
     "population_row_weights",
+    "terminal_fractions",
     "mags_to_flux",
     "cluster_loglike",
     "chisquare_outlier_from_table",
@@ -111,7 +112,60 @@ def smf_measure(smf):
     return dsmf
 
 
-def population_row_weights(mini, mini_ok, sed_ok, eep, smf, eep_binary_max):
+def terminal_fractions(eep, eep_end):
+    """Fraction of every row's EEP cell that lies below a continuous terminal EEP.
+
+    ``f_j = clip((eep_end - e_j) / (e_{j+1} - e_j), 0, 1)`` (the last row uses
+    the previous spacing): 1 for every row whose upper neighbour is below the
+    end, 0 for rows beyond it, linear in ``eep_end`` for the last one.
+
+    Parameters
+    ----------
+    eep : array (n_eep,)
+        Ascending EEP grid.
+    eep_end : scalar
+        Terminal EEP of the isochrone (continuous in [Fe/H], log age).
+
+    Returns
+    -------
+    f : array (n_eep,)
+    """
+    eep = jnp.asarray(eep)
+    if eep.shape[0] < 2:
+        return jnp.where(eep <= eep_end, 1.0, 0.0).astype(eep.dtype)
+    de = jnp.diff(eep)
+    de = jnp.concatenate([de, de[-1:]])
+    de = jnp.where(de > 0.0, de, 1.0)
+    t = (eep_end - eep) / de
+    return jnp.where(t < 0.0, 0.0, jnp.where(t > 1.0, 1.0, t))  # full derivative at ties
+
+
+def _smooth_mass_gradient(x, ok):
+    """``index_gradient`` plus a one-sided estimate at the last valid row of a run.
+
+    brutus drops a row whose upper neighbour is invalid (NaN gradient); here it
+    gets the second-order backward difference ``(3 x_j - 4 x_{j-1} + x_{j-2}) / 2``
+    (first order ``x_j - x_{j-1}`` when ``x_{j-2}`` is invalid), which agrees with
+    the central difference the row gets once its neighbour becomes valid up to
+    O(h^3) times the third derivative.
+    """
+    dx, dx_ok = index_gradient(x, ok)
+    n = x.shape[-1]
+    if n < 3:
+        return dx, dx_ok
+
+    def shift(a, k, fill):  # a[..., j - k], ``fill`` for j < k
+        return jnp.concatenate([jnp.full(a.shape[:-1] + (k,), fill, a.dtype), a[..., :-k]], axis=-1)
+
+    x1, x2 = shift(x, 1, 0.0), shift(x, 2, 0.0)
+    o1, o2 = shift(ok, 1, False), shift(ok, 2, False)
+    hi_ok = jnp.concatenate([ok[..., 1:], jnp.ones(ok.shape[:-1] + (1,), bool)], axis=-1)
+    last = ok & o1 & ~hi_ok
+    back = jnp.where(o2, 1.5 * x - 2.0 * x1 + 0.5 * x2, x - x1)
+    return jnp.where(last, back, dx), dx_ok | last
+
+
+def population_row_weights(mini, mini_ok, sed_ok, eep, smf, eep_binary_max, eep_end=None):
     """Integration weights of every (SMF slice, EEP) row, brutus's selection.
 
     brutus's ``generate_isochrone_population_grid`` keeps, per SMF slice
@@ -137,6 +191,15 @@ def population_row_weights(mini, mini_ok, sed_ok, eep, smf, eep_binary_max):
         SMF grid.
     eep_binary_max : float
         Maximum EEP of binary models.
+    eep_end : scalar or None
+        None: brutus's measure (exact).  A terminal EEP: the *smooth* measure,
+        continuous in ``eep_end`` -- the last valid row of each slice also
+        gets a mass jacobian (one-sided, ``_smooth_mass_gradient``; brutus
+        drops it) and every row's jacobian is multiplied by
+        :func:`terminal_fractions`.  Identical to brutus's measure when
+        ``eep_end`` lies on a grid node or beyond the grid's last row + one
+        spacing; in between the integral's end moves linearly from one
+        brutus value to the next instead of jumping by a whole cell.
 
     Returns
     -------
@@ -150,7 +213,11 @@ def population_row_weights(mini, mini_ok, sed_ok, eep, smf, eep_binary_max):
         positive finite weight; ``-inf`` otherwise.
     """
     mini = jnp.asarray(mini)
-    dm, dm_ok = index_gradient(mini, mini_ok)
+    if eep_end is None:
+        dm, dm_ok = index_gradient(mini, mini_ok)
+    else:
+        dm, dm_ok = _smooth_mass_gradient(mini, jnp.asarray(mini_ok, dtype=bool))
+        dm = dm * terminal_fractions(jnp.asarray(eep, mini.dtype), eep_end)[None, :]
     dsmf = smf_measure(jnp.asarray(smf).astype(mini.dtype))
     total = jnp.sum(dsmf)
     eep = jnp.asarray(eep)
