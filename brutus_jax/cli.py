@@ -169,6 +169,22 @@ def resolve_shard(shard, environ=None):
     return shard
 
 
+def use_compilation_cache(path):
+    """Keep compiled executables in ``path`` (JAX's persistent cache; "none": off), so a
+    resumed or resubmitted fit, or the next shard on the same file system, skips most
+    compilation.  Default: ``<data cache>/jax_cache``."""
+    if path == "none":
+        return None
+    import jax
+
+    from .data import data_dir
+
+    path = path or str(data_dir() / "jax_cache")
+    jax.config.update("jax_compilation_cache_dir", path)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+    return path
+
+
 def _fit(args):
     from .analysis import BruteForce
     from .catalog import CatalogReader, catalog_inputs, shard_rows
@@ -193,6 +209,7 @@ def _fit(args):
     grid_path = args.grid or build_grid(verbose=not args.quiet)
     models, labels, mask = load_models(grid_path, filters=args.filters, verbose=not args.quiet)
     grid = StarGrid(models, labels, mask, verbose=False)
+    use_compilation_cache(args.jax_cache)
     first = catalog_inputs(reader.read(rows.start, rows.start + 1), grid.filters, columns, fluxes=args.fluxes)
     if first["data_coords"] is None and not args.no_galactic_prior:
         raise ValueError("catalog: no 'l'/'b' columns for the Galactic prior (map them with --columns "
@@ -260,6 +277,9 @@ def main(argv=None):
     f.add_argument("--seed", type=int, default=1, help="PRNG seed (the same for every shard)")
     f.add_argument("--no-galactic-prior", action="store_true", help="switch the Galactic prior off")
     f.add_argument("--overwrite", action="store_true", help="replace an existing output of a different fit")
+    f.add_argument("--jax-cache", default=None,
+                   help="directory of JAX's persistent compilation cache (default <data cache>/jax_cache; "
+                        "'none': off): restarts and later shards skip most compilation")
     f.add_argument("--resume", action="store_true",
                    help="require an existing output to resume (re-running resumes anyway; this guards typos)")
     f.add_argument("--quiet", action="store_true")
