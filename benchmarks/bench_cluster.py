@@ -2,18 +2,20 @@
 
 Usage:  python benchmarks/bench_cluster.py [--nstars 60] [--ripple] [--fit]
         [--neep 250] [--nsmf 6] [--err-floor 0.1] [--warmup 150] [--samples 150] [--max-doublings 6]
+        [--measure smooth|brutus] [--chains 2] [--seed 1] [--data-seed 3]
 
 Simulated cluster (``data.toy_population.simulate_cluster``: truth [Fe/H] 0, log age 9.6,
 A_V 0.3, R_V 3.3, 800 pc, 10 % field, 30 % binaries, 0.3-1 % photometry, 0.02-0.1 mas parallaxes)
 on the analytic toy population (4 bands), float64.
 
 ``--ripple``: the log-likelihood along log age, A_V and distance through the truth (401 points
-over +-0.05 dex, +-0.05 mag, +-10 pc) for several EEP grids and error floors; prints the number
-of local minima (a smooth likelihood has none near its peak), the range and the largest step
-along log age; then the same for a cluster without stars beyond EEP 600, with the grid stopping
+over +-0.05 dex, +-0.05 mag, +-10 pc) for several EEP grids and error floors, with brutus's row
+measure and the smooth one (``row_measure``); prints the number of local minima (a smooth
+likelihood has none near its peak), the range, the largest step along log age and the largest
+jump (a step minus the mean of its two neighbours: ~0 for a continuous likelihood); then the same for a cluster without stars beyond EEP 600, with the grid stopping
 there (no terminal rows) and going on to 808.
 
-``--fit``: `fit_cluster` (2 chains) with the given settings; prints the summary, step sizes,
+``--fit``: `fit_cluster` (``--chains``, ``--measure``, data seed ``--data-seed``) with the given settings; prints the summary, step sizes,
 mean leapfrog steps per draw, timing and min bulk ESS per second.
 """
 

@@ -67,6 +67,8 @@ def test_argument_errors(pop, cluster):
         fit_cluster(pop, c["flux"], c["err"], priors={k: 0.0 for k in PARAMS}, progress=False)
     with pytest.raises(ValueError, match="err_floor"):
         fit_cluster(pop, c["flux"], c["err"], err_floor=-1.0, progress=False)
+    with pytest.raises(ValueError, match="row_measure"):
+        fit_cluster(pop, c["flux"], c["err"], row_measure="exact", progress=False)
 
 
 @pytest.fixture(scope="module")

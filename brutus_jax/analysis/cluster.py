@@ -256,6 +256,8 @@ def fit_cluster(stellarpop, obs_phot, obs_err, parallax=None, parallax_err=None,
 
     if num_chains < 1 or num_samples < 4 or num_warmup < 20:
         raise ValueError("num_chains >= 1, num_samples >= 4 and num_warmup >= 20 are required")
+    if row_measure not in ("smooth", "brutus"):
+        raise ValueError(f"row_measure: 'smooth' or 'brutus', got {row_measure!r}")
     if chain_method is None:
         chain_method = "sequential" if jax.default_backend() == "cpu" else "vectorized"
     if chain_method not in ("sequential", "vectorized"):

@@ -198,19 +198,16 @@ def generate_isochrone_population_grid(stellarpop, feh, loga, av, rv, dist, smf_
     corr_params : array (4,), optional
         Empirical low-mass corrections, forwarded to the population.
     row_measure : {"brutus", "smooth"}, optional
-        "brutus" (default): brutus's measure exactly -- a row enters only if
-        both EEP neighbours are valid, so the integral's end jumps by a whole
-        cell whenever a terminal row switches validity (O(1)-nat steps of the
-        likelihood in log age / [Fe/H]).  "smooth": continuous in (feh, loga)
-        -- the last valid row gets a one-sided mass jacobian and the row cell
-        straddling the terminal EEP ``eep_end`` the fraction of its cell below
-        it (`brutus_jax.kernels.population.population_row_weights`); equal to
-        brutus's measure when ``eep_end`` is on a grid node.  JAX populations
-        only (or a brutus-style one with an explicit ``eep_end``).
+        "brutus" (default): exact; a row enters only if both EEP neighbours
+        are valid, so the integral's end jumps by a cell whenever a terminal
+        row switches validity (O(1)-nat steps in log age / [Fe/H]).
+        "smooth": continuous -- the cell straddling the terminal EEP gets the
+        fraction below it (`kernels.population.population_row_weights`);
+        equals brutus's when ``eep_end`` is on a grid node.
     eep_end : callable, float or None, optional
-        Terminal EEP for "smooth": ``f(loga)`` / ``f(feh, loga)`` or a value;
-        default ``stellarpop.eep_end`` if it exists, else located by probing
-        the population.
+        Terminal EEP for "smooth": ``f(loga)`` / ``f(feh, loga)`` / a value;
+        default ``stellarpop.eep_end``, else found by probing the population
+        (needed for a brutus-style population).
 
     Returns
     -------
