@@ -238,3 +238,52 @@ def test_writes_do_not_grow_the_file(tmp_path):
     np.testing.assert_array_equal(got["ml_av"][rows], res["ml_av"])
     assert np.all(got["model_idx"][:300] == -99) and np.all(np.isnan(got["samps_dist"][812:]))
     assert np.all(got["obj_status"] == np.isin(np.arange(1000), rows))
+
+
+@pytest.mark.slow
+def test_random_kills_then_resume_equal_an_uninterrupted_run(synth, tmp_path):
+    """`brutus-jax fit` SIGKILLed at random moments (start-up, compilation, fitting, writing),
+    restarted each time; the final file equals an uninterrupted run's."""
+    import time
+
+    from brutus_jax.data import write_models
+
+    models, labels, params, grid = synth[0], synth[1], synth[2], synth[4]
+    gpath = str(write_models(tmp_path / "grid.h5", models, labels, params, filters=grid.filters))
+    kw, _ = simulate(models, 4000, seed=29)
+    cols = {"obj_id": np.arange(4000)}
+    mag = -2.5 * np.log10(kw["data"])
+    for j, f in enumerate(grid.filters):
+        cols[f], cols[f"{f}_err"] = mag[:, j], 2.5 / np.log(10) * kw["data_err"][:, j] / kw["data"][:, j]
+    cols.update(parallax=kw["parallax"], parallax_error=kw["parallax_err"], l=kw["data_coords"][:, 0],
+                b=kw["data_coords"][:, 1])
+    cat = tmp_path / "cat.h5"
+    with h5py.File(cat, "w") as f:
+        for k, v in cols.items():
+            f[k] = v
+    cmd = [sys.executable, "-m", "brutus_jax.cli", "fit", str(cat), "--grid", gpath, "--quiet", "--batch-size", "16",
+           "--chunk-size", "1000", "--ndraws", "50", "--jax-cache", str(tmp_path / "jc")]
+    assert subprocess.run(cmd + ["--out", str(tmp_path / "ref.h5")]).returncode == 0
+    rng = np.random.default_rng(1)
+    out = str(tmp_path / "killed.h5")
+    kills = 0
+    for _ in range(20):
+        proc = subprocess.Popen(cmd + ["--out", out], stdout=subprocess.DEVNULL)
+        try:
+            proc.wait(timeout=rng.uniform(1.0, 10.0))
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            kills += 1
+        else:
+            break
+        if os.path.exists(out):
+            with h5py.File(out, "r") as f:  # always readable
+                f["obj_status"][()]
+        time.sleep(0.1)
+    assert kills >= 3
+    assert subprocess.run(cmd + ["--out", out]).returncode == 0
+    a, b = read(out), read(tmp_path / "ref.h5")
+    assert set(a) == set(b)
+    for k in b:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
