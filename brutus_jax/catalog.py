@@ -240,11 +240,35 @@ def shard_rows(nrows, shard):
 _NOT_MERGED = ("chunk_keys",)
 
 
+def _check_shard_rows(files, sizes, runs):
+    """Shards of one `fit_stream` run (``brutus_jax_run_key`` attributes): same run, put in
+    row order, and together exactly rows 0..catalogue rows (no gap, no overlap).  Files
+    without these attributes are merged in the order given."""
+    if not all(r["brutus_jax_run_key"] is not None for r in runs):
+        return files, sizes
+    if len({r["brutus_jax_run_key"] for r in runs}) != 1:
+        raise ValueError("shards: the files are fits with different settings, seeds or grids")
+    order = sorted(range(len(files)), key=lambda i: int(runs[i]["brutus_jax_key_offset"]))
+    at = 0
+    for i in order:
+        start = int(runs[i]["brutus_jax_key_offset"])
+        if start != at:
+            what = f"rows {at}:{start} are missing" if start > at else f"'{files[i]}' overlaps the shard before it"
+            raise ValueError(f"shards: {what} (all shards of the catalogue are needed, each once)")
+        at = start + sizes[i]
+    total = runs[0]["brutus_jax_catalog_rows"]
+    if total is not None and at != int(total):
+        raise ValueError(f"shards: rows {at}:{int(total)} of the catalogue are missing")
+    return [files[i] for i in order], [sizes[i] for i in order]
+
+
 def merge_fits(shard_files, out_file, overwrite=False, block=65536):
     """Concatenate complete shard outputs (in the given order) into one file.
 
     Every shard must be a readable HDF5 file, complete (no ``obj_status ==
-    0``) and have the same datasets, trailing shapes and dtypes.  Rows are
+    0``) and have the same datasets, trailing shapes and dtypes; shards of
+    ``brutus-jax fit`` must be one run's, and are put in row order and checked
+    to cover the catalogue without gaps or overlaps.  Rows are
     copied ``block`` at a time (memory flat in the shards' size) into a file
     written under a temporary name and renamed into place; the first shard's
     attributes (seed, settings) are kept, without its fit fingerprint.
@@ -255,7 +279,7 @@ def merge_fits(shard_files, out_file, overwrite=False, block=65536):
         raise FileExistsError(f"out: '{out_file}' exists (pass overwrite to replace it)")
     if not shard_files:
         raise ValueError("shards: no input files")
-    layout, sizes = None, []
+    layout, sizes, runs = None, [], []
     for p in shard_files:
         try:
             with h5py.File(p, "r") as f:
@@ -263,6 +287,8 @@ def merge_fits(shard_files, out_file, overwrite=False, block=65536):
                 n = f["obj_status"].shape[0] if "obj_status" in f else None
                 pending = 0 if n is None else sum(int(np.sum(f["obj_status"][s:s + block] == 0))
                                                   for s in range(0, n, block))
+                runs.append({k: f.attrs.get(k) for k in ("brutus_jax_run_key", "brutus_jax_key_offset",
+                                                         "brutus_jax_catalog_rows")})
         except OSError as exc:
             raise ValueError(f"shard '{p}' is not a readable HDF5 file ({exc})") from exc
         if n is None:
@@ -273,12 +299,13 @@ def merge_fits(shard_files, out_file, overwrite=False, block=65536):
             raise ValueError(f"shard '{p}' does not match '{shard_files[0]}' (different datasets or shapes)")
         layout = lay
         sizes.append(n)
+    shard_files, sizes = _check_shard_rows(list(shard_files), sizes, runs)
     tmp = out_file + ".tmp"
     total = int(sum(sizes))
     with h5py.File(tmp, "w") as g:
         with h5py.File(shard_files[0], "r") as f:
             for k, v in f.attrs.items():
-                if k != "brutus_jax_fit_key":
+                if k not in ("brutus_jax_fit_key", "brutus_jax_key_offset"):
                     g.attrs[k] = v
         dsets = {k: g.create_dataset(k, shape=(total,) + shape, dtype=dt,
                                      chunks=(min(max(total, 1), 256),) + shape if total else None)

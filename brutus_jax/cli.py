@@ -227,7 +227,9 @@ def _fit(args):
     path = fitter.fit_stream(read_rows, rows.stop - rows.start, out, chunk_size=args.chunk_size, rstate=args.seed,
                              key_offset=rows.start, overwrite=args.overwrite, verbose=not args.quiet,
                              mem_lim=args.mem_lim, batch_size=args.batch_size, Ndraws=args.ndraws,
-                             Nmc_prior=args.nmc, lngalprior=False if args.no_galactic_prior else None)
+                             Nmc_prior=args.nmc, lngalprior=False if args.no_galactic_prior else None,
+                             attrs={"brutus_jax_catalog_rows": reader.nrows,
+                                    "brutus_jax_catalog": os.path.abspath(args.catalog)})
     print(path)
     return 0
 

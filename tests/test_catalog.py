@@ -65,6 +65,15 @@ def test_catalog_fit_equals_direct_fit_and_shards_merge_to_it(setup):
         np.testing.assert_array_equal(merged[k], whole[k], err_msg=k)
     # an existing merged file is not overwritten silently
     assert main(["merge", *shards, "--out", str(tmp / "merged.h5")]) == 2
+    # shards in any order are put in row order; a missing or repeated shard is refused
+    assert main(["merge", *shards[::-1], "--out", str(tmp / "rev.h5")]) == 0
+    assert np.array_equal(read(tmp / "rev.h5")["labels"], whole["labels"])
+    with pytest.raises(ValueError, match="rows 0:5 are missing"):
+        merge_fits(shards[1:], tmp / "m1.h5")
+    with pytest.raises(ValueError, match="rows 5:10 of the catalogue are missing"):
+        merge_fits(shards[:1], tmp / "m2.h5")
+    with pytest.raises(ValueError, match="overlaps"):
+        merge_fits([shards[0], shards[0], shards[1]], tmp / "m3.h5")
 
 
 def test_brutus_photometry_layout_and_errors(setup, tmp_path, capsys):

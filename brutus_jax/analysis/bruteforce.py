@@ -488,7 +488,7 @@ class BruteForce:
         return str(out.path)
 
     def fit_stream(self, read_rows, nrows, save_file, chunk_size=65536, rstate=None, key_offset=0, overwrite=False,
-                   verbose=True, mem_lim=8000.0, batch_size=None, **fit_kwargs):
+                   verbose=True, mem_lim=8000.0, batch_size=None, attrs=None, **fit_kwargs):
         """`fit` of a catalogue read block by block: memory holds one block.
 
         ``read_rows(start, stop)`` returns `fit`'s data keywords (``data``,
@@ -500,12 +500,14 @@ class BruteForce:
         ``key_offset`` (row ``i`` draws with ``fold_in(key, key_offset + i)``).
         Re-running resumes; a block whose inputs differ from those the file
         was started with is refused (``chunk_keys`` records each block's
-        fingerprint).  See `fit_stream.run_stream`.
+        fingerprint).  ``attrs``: extra file attributes (e.g. the catalogue's
+        total rows, ``brutus_jax_catalog_rows``, which `catalog.merge_fits`
+        uses to check that no shard is missing).  See `fit_stream.run_stream`.
         """
         from .fit_stream import run_stream
 
         return run_stream(self, read_rows, nrows, save_file, chunk_size, rstate, key_offset, overwrite, verbose,
-                          mem_lim, batch_size, fit_kwargs)
+                          mem_lim, batch_size, fit_kwargs, attrs)
 
     def _job(self, key, seed, fresh_seed, data, data_err, data_mask, data_labels, phot_offsets, parallax,
              parallax_err, Nmc_prior, avlim, av_gauss, rvlim, rv_gauss, lnprior, wt_thresh, cdf_thresh, Ndraws,

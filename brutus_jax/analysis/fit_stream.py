@@ -40,7 +40,7 @@ def _options(bf, fit_kwargs):
 
 
 def run_stream(bf, read_rows, nrows, save_file, chunk_size, rstate, key_offset, overwrite, verbose, mem_lim,
-               batch_size, fit_kwargs):
+               batch_size, fit_kwargs, attrs=None):
     """See `BruteForce.fit_stream`; returns the output path."""
     from tqdm.auto import tqdm
 
@@ -79,8 +79,11 @@ def run_stream(bf, read_rows, nrows, save_file, chunk_size, rstate, key_offset, 
                 same = {k: v for k, v in job.key_settings.items() if k != "key_offset"}
                 skey = fingerprint(job.lnp_static, nrows=nrows, chunk_size=chunk_size, key_offset=int(key_offset),
                                    **same)
+                # run key: what shards of one catalogue fit share (merge_fits checks it)
+                run = dict(job.attrs, brutus_jax_chunk_size=chunk_size, brutus_jax_key_offset=int(key_offset),
+                           brutus_jax_run_key=fingerprint(job.lnp_static, **same), **(attrs or {}))
                 out = FitOutput(save_file, None, opts["Ndraws"], opts["save_dar_draws"], skey, overwrite=overwrite,
-                                attrs=dict(job.attrs, brutus_jax_chunk_size=chunk_size), ndata=nrows,
+                                attrs=run, ndata=nrows,
                                 labels_dtype=_labels_dtype(job.inp.labels),
                                 extra={"chunk_keys": ((nchunks,), "S64", b"")})
                 if out.resumed and rstate is None:
