@@ -50,14 +50,19 @@ def test_terminal_fractions_analytic():
 
 @pytest.mark.parametrize("where", ["node", "beyond"])
 def test_smooth_equals_brutus_without_partial_cell(where):
-    """eep_end on a grid node (the last valid row's cell fraction is 0) or past the grid:
-    identical weights."""
+    """eep_end past the grid: identical weights; on a grid node e_25 (row 25's cell fraction
+    is 0): identical except row 24, whose central mass difference becomes the one-sided
+    one (O(h^3): the jacobian must not depend on row 25's validity)."""
     e_end = 700.0 + 1e3 if where == "beyond" else float(np.linspace(300.0, 700.0, 40)[25])
     args = _kernel_inputs(e_end)
     b = population_row_weights(*args, eep_binary_max=480.0)
     s = population_row_weights(*args, eep_binary_max=480.0, eep_end=e_end)
     for x, y in zip(b, s):
-        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+        x, y = np.asarray(x), np.asarray(y)
+        if where == "node":
+            np.testing.assert_allclose(y[:, 24], x[:, 24], rtol=1e-3)
+            x, y = np.delete(x, 24, axis=1), np.delete(y, 24, axis=1)
+        np.testing.assert_array_equal(x, y)
 
 
 def test_smooth_measure_is_linear_between_brutus_values():

@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..kernels.isochrone_interp import (DEFAULT_CORR_PARAMS, IsochroneTable, ghost_fill, isochrone_on_nodes,
-                                        isochrone_predictions)
+                                        isochrone_predictions, terminal_eep)
 
 __all__ = ["Isochrone", "DEFAULT_PREDICTIONS", "read_brutus_isochrones", "read_mist_lachesis"]
 
@@ -202,6 +202,11 @@ class Isochrone:
     def on_nodes(self, table, feh, afe, loga):
         """Pure kernel: the uncorrected isochrone on every EEP node (vals, ok)."""
         return isochrone_on_nodes(table, feh, afe, loga, self.interp)
+
+    def terminal_eep(self, table, feh, afe, loga):
+        """Pure kernel: continuous terminal EEP at (feh, afe, loga), never beyond the last
+        EEP with valid predictions (`brutus_jax.kernels.isochrone_interp.terminal_eep`)."""
+        return terminal_eep(table, feh, afe, loga, self.interp)
 
     # ------------------------------------------------------------------ brutus API
     def get_predictions(self, feh=0.0, afe=0.0, loga=8.5, eep=None, apply_corr=True, corr_params=None):

@@ -264,6 +264,30 @@ class StellarPop:
                           jnp.broadcast_to(mini, (n_smf,) + mini.shape),
                           jnp.broadcast_to(d.prim_ok, (n_smf,) + d.prim_ok.shape), eep, smf)
 
+    def eep_end(self, feh, loga, afe=0.0, data=None):
+        """Continuous terminal EEP of the isochrone at (feh, loga) (the ``row_measure="smooth"``
+        hook of `brutus_jax.analysis.isochrone_population_loglike`).
+
+        The interpolated isochrone ends at a step function of (feh, loga) that
+        jumps at the table's nodes; this is a continuous (C1 for cubic
+        interpolation) lower bound of it
+        (`brutus_jax.kernels.isochrone_interp.terminal_eep`): the smooth
+        measure gives rows beyond it weight 0 and the row straddling it the
+        fraction of its cell below it, so the likelihood no longer jumps at
+        nodes.  Rows below it always have valid isochrone predictions; other
+        invalid rows (``mini < mini_bound``, SED back end) keep brutus's rule.
+        Traceable and differentiable in feh, loga, afe.  ``data``: the
+        :meth:`jax_data` pytree (default: this population's tables in the
+        dtype of a floating ``loga`` array, else the default dtype).
+        """
+        if data is None:
+            dt = jnp.result_type(loga) if isinstance(loga, jax.Array) else None
+            dt = dt if dt is not None and jnp.issubdtype(dt, jnp.floating) else _default_dtype()
+            table = self.isochrone.jax_table(dt)
+        else:
+            table = data[0]
+        return self.isochrone.terminal_eep(table, feh, afe, loga)
+
     # ------------------------------------------------------------------ brutus API
     def _detail_numpy(self, smf_values, feh, afe, loga, eep, av, rv, dist, mini_bound, eep_binary_max,
                       apply_corr, corr_params):
@@ -345,6 +369,9 @@ class _WithData:
 
     def get_seds_smf_grid_jax(self, *args, **kwargs):
         return self._pop.get_seds_smf_grid_jax(*args, data=self._data, **kwargs)
+
+    def eep_end(self, feh, loga, afe=0.0):
+        return self._pop.eep_end(feh, loga, afe, data=self._data)
 
     def __getattr__(self, name):  # everything else as the wrapped population
         return getattr(self._pop, name)

@@ -43,7 +43,7 @@ import jax.numpy as jnp
 import numpy as np
 
 __all__ = ["IsochroneTable", "ghost_fill", "isochrone_on_nodes", "interp_eep", "empirical_corrections",
-           "isochrone_predictions", "DEFAULT_CORR_PARAMS", "bracket"]
+           "isochrone_predictions", "DEFAULT_CORR_PARAMS", "bracket", "terminal_eep"]
 
 #: (dtdm, drdm, msto_smooth, feh_scale) of brutus's empirical low-mass corrections
 DEFAULT_CORR_PARAMS = (0.09, -0.09, 30.0, 0.5)
@@ -182,6 +182,80 @@ def isochrone_on_nodes(table, feh, afe, loga, method="cubic"):
     okv = okv[..., 0] & feh_in & loga_in & afe_in
     val = jnp.where(okv[:, None], val, jnp.zeros((), dtype))
     return val, okv
+
+
+def _min3(a, axis):
+    """Minimum over each interior entry's 3-neighbourhood along ``axis`` (length 4 -> 2: offsets 1, 2)."""
+    a = jnp.moveaxis(a, axis, 0)
+    return jnp.moveaxis(jnp.minimum(jnp.minimum(a[:2], a[1:3]), a[2:]), 0, axis)
+
+
+def terminal_eep(table, feh, afe, loga, method="cubic"):
+    """Continuous, differentiable terminal EEP of the isochrone at (feh, afe, loga).
+
+    Within one (feh, loga) cell the interpolated isochrone is valid exactly up to
+    ``E(cell) = min`` over the cell's corner nodes of each node's last valid EEP
+    ``L`` (brutus's rule: every bracketing node must be valid), so brutus's
+    integral ends at a step function that jumps at table nodes.  This returns a
+    continuous function ``e_c <= E`` everywhere: every node gets
+    ``M = min L`` over its 3 x 3 neighbourhood of nodes (the corners of all cells
+    it touches; 3 x 3 x 3 with several afe nodes), and ``M`` is interpolated
+    with the isochrone's weights restricted to a convex combination of the
+    cell's corners -- ``method='linear'``: multilinear (C0); ``'cubic'``: cubic
+    Hermite with zero node tangents (weights ``3 t^2 - 2 t^3``: C1 in feh and
+    loga, the derivative is 0 on nodes).  A convex combination of corner ``M``'s
+    never exceeds ``E`` of the cell, so every requested EEP below ``e_c`` has
+    valid predictions (``interp_eep`` needs both bracketing EEP nodes valid).
+    ``e_c`` equals ``L`` on a node whose neighbours end no earlier.
+
+    Nodes without any valid EEP count as ``L = eep[0] - 1``; nodes beyond the
+    axes are ignored.  Outside the table the result is that of the nearest cell
+    (everything is invalid there anyway).  Pure jnp, finite values and
+    gradients in feh, afe, loga.
+
+    Parameters
+    ----------
+    table : IsochroneTable; feh, afe [dex], loga [log10 yr]: scalars.
+    method : {'cubic', 'linear'} (static).
+
+    Returns
+    -------
+    e_end : scalar (table dtype), in EEP units.
+    """
+    if method not in ("cubic", "linear"):
+        raise ValueError(f"method: must be 'cubic' or 'linear', got {method!r}")
+    dtype = table.values.dtype
+    feh = jnp.asarray(feh, dtype)
+    afe = jnp.asarray(afe, dtype)
+    loga = jnp.asarray(loga, dtype)
+    e = jnp.asarray(table.eep, dtype)
+    none, far = e[0] - 1.0, e[-1] + 1.0
+    jf, tf, _ = bracket(table.feh, feh)
+    jl, tl, _ = bracket(table.loga, loga)
+    fidx, _, fex = _four(table.feh, jf)
+    lidx, _, lex = _four(table.loga, jl)
+    if table.afe.shape[0] == 1:
+        aidx = jnp.zeros((1,), jnp.int32)
+        aex = jnp.ones((1,), bool)
+    else:
+        ia, ta, _ = bracket(table.afe, afe)
+        aidx, _, aex = _four(table.afe, ia)
+    valid = table.valid[fidx[:, None, None], aidx[None, :, None], lidx[None, None, :]]  # (4, na, 4, n_eep)
+    last = jnp.max(jnp.where(valid, e, none), axis=-1)
+    exists = fex[:, None, None] & aex[None, :, None] & lex[None, None, :]
+    last = jnp.where(exists, last, far)
+    m = _min3(_min3(last, 0), 2)  # (2, na, 2): the cell's corners
+    if table.afe.shape[0] > 1:
+        m = _min3(m, 1)
+    w = (lambda t: t) if method == "linear" else (lambda t: t * t * (3.0 - 2.0 * t))
+    sf, sl = w(tf), w(tl)
+    m = (1.0 - sl) * m[..., 0] + sl * m[..., 1]  # (2, na)
+    m = (1.0 - sf) * m[0] + sf * m[1]  # (na,)
+    if table.afe.shape[0] > 1:
+        m = (1.0 - ta) * m[0] + ta * m[1]
+    else:
+        m = m[0]
+    return m
 
 
 def _ghost_axis(values, usable, x, axis):

@@ -140,7 +140,7 @@ def terminal_fractions(eep, eep_end):
     return jnp.where(t < 0.0, 0.0, jnp.where(t > 1.0, 1.0, t))  # full derivative at ties
 
 
-def _smooth_mass_gradient(x, ok):
+def _smooth_mass_gradient(x, ok, frac=None):
     """``index_gradient`` plus a one-sided estimate at the last valid row of a run.
 
     brutus drops a row whose upper neighbour is invalid (NaN gradient); here it
@@ -148,6 +148,13 @@ def _smooth_mass_gradient(x, ok):
     (first order ``x_j - x_{j-1}`` when ``x_{j-2}`` is invalid), which agrees with
     the central difference the row gets once its neighbour becomes valid up to
     O(h^3) times the third derivative.
+
+    ``frac`` (n,), the terminal fractions of the rows: a row whose upper
+    neighbour is valid but only partly below the terminal EEP gets
+    ``f_{j+1} central + (1 - f_{j+1}) backward``, so its jacobian does not
+    depend on whether the neighbour is valid (that switches at isochrone table
+    nodes, independently of the terminal EEP) and moves continuously from the
+    one-sided to the central value as the terminal EEP crosses the neighbour's cell.
     """
     dx, dx_ok = index_gradient(x, ok)
     n = x.shape[-1]
@@ -162,6 +169,10 @@ def _smooth_mass_gradient(x, ok):
     hi_ok = jnp.concatenate([ok[..., 1:], jnp.ones(ok.shape[:-1] + (1,), bool)], axis=-1)
     last = ok & o1 & ~hi_ok
     back = jnp.where(o2, 1.5 * x - 2.0 * x1 + 0.5 * x2, x - x1)
+    if frac is not None:
+        u = jnp.concatenate([frac[1:], jnp.ones((1,), frac.dtype)])  # the upper neighbour's fraction
+        inner = ok & o1 & hi_ok & dx_ok
+        dx = jnp.where(inner, u * dx + (1.0 - u) * back, dx)
     return jnp.where(last, back, dx), dx_ok | last
 
 
@@ -196,9 +207,14 @@ def population_row_weights(mini, mini_ok, sed_ok, eep, smf, eep_binary_max, eep_
         continuous in ``eep_end`` -- the last valid row of each slice also
         gets a mass jacobian (one-sided, ``_smooth_mass_gradient``; brutus
         drops it) and every row's jacobian is multiplied by
-        :func:`terminal_fractions`.  Identical to brutus's measure when
-        ``eep_end`` lies on a grid node or beyond the grid's last row + one
-        spacing; in between the integral's end moves linearly from one
+        :func:`terminal_fractions`; the row below the straddling one blends
+        its central and one-sided jacobians by the straddling row's fraction,
+        so the weights depend continuously on ``eep_end`` alone, not on which
+        rows beyond it are valid.  Identical to brutus's measure when
+        ``eep_end`` is beyond the grid's last row + one spacing; with
+        ``eep_end`` on a grid node ``e_{j+1}`` it differs from brutus's only by
+        row j's one-sided instead of central mass difference (O(h^3)); in
+        between the integral's end moves (to that order) linearly from one
         brutus value to the next instead of jumping by a whole cell.
 
     Returns
@@ -216,8 +232,9 @@ def population_row_weights(mini, mini_ok, sed_ok, eep, smf, eep_binary_max, eep_
     if eep_end is None:
         dm, dm_ok = index_gradient(mini, mini_ok)
     else:
-        dm, dm_ok = _smooth_mass_gradient(mini, jnp.asarray(mini_ok, dtype=bool))
-        dm = dm * terminal_fractions(jnp.asarray(eep, mini.dtype), eep_end)[None, :]
+        frac = terminal_fractions(jnp.asarray(eep, mini.dtype), eep_end)
+        dm, dm_ok = _smooth_mass_gradient(mini, jnp.asarray(mini_ok, dtype=bool), frac)
+        dm = dm * frac[None, :]
     dsmf = smf_measure(jnp.asarray(smf).astype(mini.dtype))
     total = jnp.sum(dsmf)
     eep = jnp.asarray(eep)
