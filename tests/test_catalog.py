@@ -38,8 +38,9 @@ def setup(tmp_path_factory):
 
 def test_catalog_fit_equals_direct_fit_and_shards_merge_to_it(setup):
     tmp, filters = setup["tmp"], setup["filters"]
+    # --jax-cache none: the CLI's persistent compilation cache would stay on for the rest of the session
     base = ["fit", setup["csv"], "--grid", setup["grid"], "--seed", "3", "--batch-size", "4", "--quiet",
-            "--columns", "parallax=plx"]
+            "--jax-cache", "none", "--columns", "parallax=plx"]
     assert main(base + ["--out", str(tmp / "all.h5")]) == 0
     whole = read(tmp / "all.h5")
     assert list(whole["labels"]) == list(range(100, 110))
