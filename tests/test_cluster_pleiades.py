@@ -1,0 +1,39 @@
+"""`fit_cluster` on real Pleiades members with the MIST StellarPop (issue #5; slow).
+
+Reference: the members' parallaxes (1000 / mean parallax, 136.0 pc for this
+selection; the literature distance is 135.2 pc).  Only the distance is checked:
+with these bands the MIST/C3K single-star sequence at the literature parameters
+([Fe/H] 0, log age 8.05, A_V 0.12) is ~0.05 mag bluer in BP-RP and ~0.07 mag in
+G-Ks than the members, and the posterior prefers old, metal-poor solutions
+(log age ~9.4) with a large field fraction; NUTS does not mix between them
+(R-hat of feh / loga / A_V ~1.5) within this budget.  The distance, set by the
+parallaxes, is robust to that.  ~6 min on one CPU core.
+"""
+
+import numpy as np
+import pytest
+
+BANDS = ("Gaia_G_EDR3", "Gaia_BP_EDR3", "Gaia_RP_EDR3", "2MASS_Ks")
+
+
+@pytest.mark.slow
+def test_pleiades_distance_from_parallaxes():
+    from brutus_jax.analysis import fit_cluster
+    from brutus_jax.core import StellarPop
+    from brutus_jax.data.clusters import load_cluster_members
+
+    pop = StellarPop(filters=list(BANDS), verbose=False)
+    d = load_cluster_members("pleiades", verbose=False)
+    color = d["mag"][:, 1] - d["mag"][:, 2]
+    ok = np.flatnonzero((color > 0.4) & (color < 2.0) & d["mask"].all(axis=1))
+    sel = ok[np.argsort(d["mag"][ok, 0])][np.linspace(0, ok.size - 1, min(100, ok.size)).astype(int)]
+    r = fit_cluster(pop, d["flux"][sel], d["flux_err"][sel], d["parallax"][sel], d["parallax_err"][sel],
+                    mask=d["mask"][sel], num_chains=2, num_warmup=150, num_samples=150, seed=1, progress=False,
+                    priors={"rv": 3.3}, max_num_doublings=6, row_measure="smooth",
+                    err_floor=0.05, smf_grid=np.linspace(0.0, 1.0, 6), eep_grid=np.linspace(100.0, 808.0, 300))
+    assert all(np.all(np.isfinite(v)) for v in r.samples.values())
+    dist = np.median(r.samples["dist"])
+    assert dist == pytest.approx(1000.0 / np.mean(d["parallax"][sel]), rel=0.03)
+    assert dist == pytest.approx(135.2, rel=0.03)
+    assert r.diagnostics["rhat"]["dist"] < 1.1
+    assert int(np.sum(r.diagnostics["divergences"])) <= 5
