@@ -43,3 +43,9 @@ def test_notebook_runs(path, tmp_path, monkeypatch):
         med = float(text.split("cloud distance modulus: median ")[1].split(",")[0])
         assert abs(med - 9.5) < 0.3, med
         assert "-> best: 1" in text
+    if path.name.startswith("05_"):
+        # NUTS on a simulated cluster: the truth inside the 95 % intervals, distance within 3 %
+        k, n = (int(x) for x in text.split("truth inside the 95 % interval: ")[1].split(" ")[0].split("/"))
+        assert k >= n - 1, (k, n)
+        dist = float(text.split("posterior median distance ")[1].split(" pc")[0])
+        assert abs(dist - 800.0) < 24.0, dist
