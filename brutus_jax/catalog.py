@@ -243,7 +243,7 @@ _NOT_MERGED = ("chunk_keys",)
 def _check_shard_rows(files, sizes, runs):
     """Shards of one `fit_stream` run (``brutus_jax_run_key`` attributes): same run, put in
     row order, and together exactly rows 0..catalogue rows (no gap, no overlap).  Files
-    without these attributes are merged in the order given."""
+    without these attributes (e.g. `BruteForce.fit` outputs) are merged in the order given."""
     if not all(r["brutus_jax_run_key"] is not None for r in runs):
         return files, sizes
     if len({r["brutus_jax_run_key"] for r in runs}) != 1:
@@ -263,7 +263,7 @@ def _check_shard_rows(files, sizes, runs):
 
 
 def merge_fits(shard_files, out_file, overwrite=False, block=65536):
-    """Concatenate complete shard outputs (in the given order) into one file.
+    """Concatenate complete shard outputs into one file (in row order; see below).
 
     Every shard must be a readable HDF5 file, complete (no ``obj_status ==
     0``) and have the same datasets, trailing shapes and dtypes; shards of
