@@ -34,8 +34,9 @@ jax.config.update("jax_enable_x64", True)
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from brutus_jax.analysis import fit_cluster, isochrone_population_loglike  # noqa: E402
-from brutus_jax.analysis.cluster_params import build_specs, log_prior_jacobian, to_theta, to_z  # noqa: E402
+from brutus_jax.analysis import fit_cluster  # noqa: E402
+from brutus_jax.analysis.cluster import cluster_logdensity  # noqa: E402
+from brutus_jax.analysis.cluster_params import build_specs, to_theta, to_z  # noqa: E402
 from brutus_jax.analysis.diagnostics import ess_bulk  # noqa: E402
 from brutus_jax.data.toy_population import ToyPopulation, simulate_cluster  # noqa: E402
 
@@ -43,16 +44,10 @@ TRUTH = np.array([0.0, 9.6, 0.3, 3.3, 800.0, 0.1])
 
 
 def logposterior(pop, d, specs, floor, measure, grids):
+    """`fit_cluster`'s own log posterior (`cluster_logdensity`) and the floored errors."""
+    obs = (d["flux"], d["err"], d["parallax"], d["parallax_err"], None)
     err = np.sqrt(d["err"] ** 2 + (floor * np.log(10) / 2.5 * d["flux"]) ** 2)
-
-    def lp(z):
-        theta, lpj = log_prior_jacobian(z, specs)
-        ll = isochrone_population_loglike(theta, pop, d["flux"], err, parallax=d["parallax"],
-                                          parallax_err=d["parallax_err"], row_measure=measure, **grids)
-        out = ll + lpj
-        return jnp.where(jnp.isfinite(out), out, -jnp.inf)
-
-    return lp, err
+    return cluster_logdensity(pop, specs, obs, floor, row_measure=measure, **grids), err
 
 
 def run_emcee(lp, z0, steps, seed):

@@ -43,7 +43,7 @@ from . import diagnostics as diag
 from .cluster_params import PARAMS, build_specs, free_names, log_prior_jacobian, to_theta, to_z
 from .populations import _check_obs, isochrone_population_loglike
 
-__all__ = ["fit_cluster", "ClusterResult"]
+__all__ = ["fit_cluster", "cluster_logdensity", "ClusterResult"]
 
 
 @dataclasses.dataclass
@@ -188,6 +188,30 @@ def _laplace_covariance(hess, max_var=4.0):
     return (v * var) @ v.T
 
 
+def cluster_logdensity(stellarpop, specs, obs, err_floor, cluster_prob=0.95, row_measure="smooth",
+                       **likelihood_kwargs):
+    """`fit_cluster`'s log posterior as a function of the unconstrained free parameters z.
+
+    ``specs``: `cluster_params.build_specs`; ``obs``: (flux, err, parallax,
+    parallax_err, mask) (None where absent); ``err_floor`` [mag] (may be traced)
+    is added in quadrature to the errors.  Returns ``logdensity(z)``: ln
+    likelihood + ln prior + ln|dtheta/dz|, ``-inf`` where not finite.  Also what
+    other samplers (e.g. emcee in benchmarks/bench_cluster_emcee.py) should use.
+    """
+    flux, err, plx, plxe, msk = obs
+    err = jnp.sqrt(err**2 + (err_floor * (math.log(10.0) / 2.5) * flux) ** 2)
+
+    def logdensity(z):
+        theta, lp = log_prior_jacobian(z, specs)
+        ll = isochrone_population_loglike(theta, stellarpop, flux, err, parallax=plx, parallax_err=plxe,
+                                          cluster_prob=cluster_prob, mask=msk, row_measure=row_measure,
+                                          **likelihood_kwargs)
+        out = ll + lp
+        return jnp.where(jnp.isfinite(out), out, -jnp.inf)
+
+    return logdensity
+
+
 def fit_cluster(stellarpop, obs_phot, obs_err, parallax=None, parallax_err=None, mask=None, cluster_prob=0.95,
                 priors=None, num_chains=4, num_warmup=500, num_samples=500, seed=0, progress=True, *,
                 err_floor=0.02, num_starts=64, num_opt=None, opt_steps=100, chain_method=None,
@@ -279,19 +303,8 @@ def fit_cluster(stellarpop, obs_phot, obs_err, parallax=None, parallax_err=None,
     def make_logdensity(data, obs_, floor=None):
         """Log posterior on z; ``floor`` [mag] (traced) is added in quadrature to the errors."""
         pop = stellarpop.with_data(data) if data is not None else stellarpop
-        flux, err, plx, plxe, msk = obs_
-        floor = err_floor if floor is None else floor
-        err = jnp.sqrt(err**2 + (floor * (math.log(10.0) / 2.5) * flux) ** 2)
-
-        def logdensity(z):
-            theta, lp = log_prior_jacobian(z, specs)
-            ll = isochrone_population_loglike(theta, pop, flux, err, parallax=plx, parallax_err=plxe,
-                                              cluster_prob=cluster_prob, mask=msk, row_measure=row_measure,
-                                              **likelihood_kwargs)
-            out = ll + lp
-            return jnp.where(jnp.isfinite(out), out, -jnp.inf)
-
-        return logdensity
+        return cluster_logdensity(pop, specs, obs_, err_floor if floor is None else floor, cluster_prob,
+                                  row_measure, **likelihood_kwargs)
 
     timing = {}
     bar = tqdm(total=2 + (num_chains if chain_method == "sequential" else 1) + 10, disable=not progress,
