@@ -28,7 +28,7 @@ import pathlib
 import h5py
 import numpy as np
 
-__all__ = ["CatalogReader", "read_catalog", "catalog_length", "catalog_inputs", "shard_rows", "merge_fits"]
+__all__ = ["CatalogReader", "read_catalog", "catalog_inputs", "shard_rows", "merge_fits"]
 
 _MISSING = -99.0
 
@@ -162,11 +162,6 @@ def _names(tab):
     return list(tab.dtype.names) if isinstance(tab, np.ndarray) else list(tab)
 
 
-def catalog_length(tab):
-    """Number of rows of a table from `read_catalog`."""
-    return len(tab[_names(tab)[0]])
-
-
 def _column(tab, logical, columns, required=True):
     name = columns.get(logical, logical)
     if name in _names(tab):
@@ -177,14 +172,13 @@ def _column(tab, logical, columns, required=True):
     return None
 
 
-def catalog_inputs(tab, filters, columns=None, fluxes=False, rows=None, first_row=0):
+def catalog_inputs(tab, filters, columns=None, fluxes=False, first_row=0):
     """``BruteForce.fit`` keyword arguments (data, data_err, data_mask,
     data_labels, parallax, parallax_err, data_coords) from a catalogue table.
 
     ``filters``: the grid's bands, in order; ``columns``: logical -> column
     name; ``fluxes``: the band columns hold fluxes in maggies instead of
-    magnitudes; ``rows``: a slice or index array of the rows to use;
-    ``first_row``: catalogue row of ``tab``'s first row (default ``obj_id``
+    magnitudes; ``first_row``: catalogue row of ``tab``'s first row (default ``obj_id``
     values are catalogue row numbers).  Parallaxes and coordinates are None when their columns are absent.
     """
     from .utils import inv_magnitude
@@ -199,8 +193,6 @@ def catalog_inputs(tab, filters, columns=None, fluxes=False, rows=None, first_ro
     else:
         vals = np.column_stack([_column(tab, f, columns).astype(float) for f in filters])
         errs = np.column_stack([_column(tab, f"{f}_err", columns).astype(float) for f in filters])
-    sel = slice(None) if rows is None else rows
-    vals, errs = vals[sel], errs[sel]
     good = np.isfinite(vals) & np.isfinite(errs) & (errs > 0)
     if not fluxes:
         good &= vals > _MISSING
@@ -212,16 +204,16 @@ def catalog_inputs(tab, filters, columns=None, fluxes=False, rows=None, first_ro
     flux, ferr = np.where(good, flux, 1.0), np.where(good, ferr, 1.0)
     n = flux.shape[0]
     ids = _column(tab, "obj_id", columns, required=False)
-    ids = np.arange(first_row, first_row + n) if ids is None else ids[sel]
+    ids = np.arange(first_row, first_row + n) if ids is None else ids
     plx = _column(tab, "parallax", columns, required=False)
     plxe = _column(tab, "parallax_error", columns, required=False)
     if (plx is None) != (plxe is None):
         raise ValueError("catalog: 'parallax' and 'parallax_error' go together (map both with --columns)")
     ell, b = _column(tab, "l", columns, required=False), _column(tab, "b", columns, required=False)
-    coords = None if ell is None or b is None else np.column_stack([ell, b]).astype(float)[sel]
+    coords = None if ell is None or b is None else np.column_stack([ell, b]).astype(float)
     return dict(data=flux, data_err=ferr, data_mask=good, data_labels=ids,
-                parallax=None if plx is None else np.asarray(plx, float)[sel],
-                parallax_err=None if plxe is None else np.asarray(plxe, float)[sel], data_coords=coords)
+                parallax=None if plx is None else np.asarray(plx, float),
+                parallax_err=None if plxe is None else np.asarray(plxe, float), data_coords=coords)
 
 
 def shard_rows(nrows, shard):
