@@ -2,7 +2,8 @@
 
 Usage:  python benchmarks/bench_cluster.py [--nstars 60] [--ripple] [--fit]
         [--neep 250] [--nsmf 6] [--err-floor 0.1] [--warmup 150] [--samples 150] [--max-doublings 6]
-        [--measure smooth|brutus] [--chains 2] [--seed 1] [--data-seed 3]
+        [--measure smooth|brutus] [--chains 2] [--seed 1] [--data-seed 3] [--transform logit|reflect]
+        [--seeds N] [--float32]
 
 Simulated cluster (``data.toy_population.simulate_cluster``: truth [Fe/H] 0, log age 9.6,
 A_V 0.3, R_V 3.3, 800 pc, 10 % field, 30 % binaries, 0.3-1 % photometry, 0.02-0.1 mas parallaxes)
@@ -17,6 +18,11 @@ there (no terminal rows) and going on to 808.
 
 ``--fit``: `fit_cluster` (``--chains``, ``--measure``, data seed ``--data-seed``) with the given settings; prints the summary, step sizes,
 mean leapfrog steps per draw, timing and min bulk ESS per second.
+
+``--seeds N``: the ``--fit`` settings on N simulated clusters (data seeds 0..N-1, same truth);
+per seed the largest R-hat, divergences, smallest bulk ESS and the truth's posterior quantile per
+parameter (its rank among the draws); then the coverage of the 68 % and 95 % central intervals
+and a KS test of the quantiles against U(0, 1) (calibrated posteriors give uniform ranks).
 """
 
 import argparse
@@ -60,6 +66,52 @@ def ripple(pop, d, settings, eep_hi=808.0, measures=("brutus", "smooth")):
         print(f"{neep:10d}  {floor:5.2f}  {measure:7s} | {'   '.join(row)} | {step:.4f}   {jump:.4f}", flush=True)
 
 
+def fit(pop, d, a):
+    grids = dict(smf_grid=np.linspace(0, 1, a.nsmf), eep_grid=np.linspace(202, 808, a.neep))
+    return fit_cluster(pop, d["flux"], d["err"], d["parallax"], d["parallax_err"], num_chains=a.chains,
+                       num_warmup=a.warmup, num_samples=a.samples, seed=a.seed, progress=False,
+                       err_floor=a.err_floor, row_measure=a.measure, max_num_doublings=a.max_doublings,
+                       priors={"rv": 3.3}, transform=a.transform, dtype="float32" if a.float32 else "float64",
+                       **grids)
+
+
+def coverage(pop, a):
+    """Injection-recovery over data seeds 0..a.seeds-1: convergence and rank statistics."""
+    import warnings
+
+    from scipy import stats
+
+    names = ["feh", "loga", "av", "dist", "field_frac"]
+    truth = dict(zip(["feh", "loga", "av", "rv", "dist", "field_frac"], TRUTH))
+    print(f"{a.seeds} clusters ({a.nstars} stars), {a.chains} chains x {a.warmup}+{a.samples}, floor {a.err_floor}, "
+          f"{a.nsmf} SMF x {a.neep} EEP, transform {a.transform or 'default'}")
+    print("seed  wall[s]  max R-hat  div  min ESS  steps | truth quantile: " + " ".join(f"{n:>10s}" for n in names))
+    qs, ok_r, ok_d = [], 0, 0
+    for k in range(a.seeds):
+        d = simulate_cluster(pop, TRUTH, a.nstars, seed=k)
+        t0 = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            r = fit(pop, d, a)
+        dg = r.diagnostics
+        rmax = max(dg["rhat"].values())
+        ndiv = int(np.sum(dg["divergences"]))
+        q = [float(np.mean(r.samples[n] < truth[n])) for n in names]
+        qs.append(q)
+        ok_r += rmax < 1.01
+        ok_d += ndiv == 0
+        print(f"{k:4d}  {time.perf_counter() - t0:7.0f}  {rmax:9.3f}  {ndiv:3d}  {min(dg['ess_bulk'].values()):7.0f}  "
+              f"{np.mean(dg['mean_num_steps']):5.1f} | " + " ".join(f"{x:10.3f}" for x in q), flush=True)
+    qs = np.asarray(qs)
+    in68 = np.mean((qs > 0.16) & (qs < 0.84), axis=0)
+    in95 = np.mean((qs > 0.025) & (qs < 0.975), axis=0)
+    print(f"R-hat < 1.01 in {ok_r}/{a.seeds} runs, no divergence in {ok_d}/{a.seeds}")
+    print("coverage 68 %: " + ", ".join(f"{n} {c:.2f}" for n, c in zip(names, in68)))
+    print("coverage 95 %: " + ", ".join(f"{n} {c:.2f}" for n, c in zip(names, in95)))
+    print("KS p-value of the truth quantiles vs U(0,1): "
+          + ", ".join(f"{n} {stats.kstest(qs[:, i], 'uniform').pvalue:.2f}" for i, n in enumerate(names)))
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--nstars", type=int, default=60)
@@ -75,6 +127,10 @@ def main():
     ap.add_argument("--chains", type=int, default=2)
     ap.add_argument("--seed", type=int, default=1, help="fit seed")
     ap.add_argument("--data-seed", type=int, default=3)
+    ap.add_argument("--transform", default=None, choices=["logit", "reflect"],
+                    help="fit_cluster transform for every parameter (default: fit_cluster's per-parameter defaults)")
+    ap.add_argument("--seeds", type=int, default=0, help="fit data seeds 0..N-1 and report coverage")
+    ap.add_argument("--float32", action="store_true", help="fit in float32 (default float64)")
     a = ap.parse_args()
     print(f"python {platform.python_version()}, jax {jax.__version__} ({jax.default_backend()}), "
           f"{os.cpu_count()} CPU cores")
@@ -87,13 +143,11 @@ def main():
         d600 = simulate_cluster(pop, TRUTH, a.nstars, seed=3, eep_max=600.0)
         ripple(pop, d600, [(600, 0.03), (2000, 0.02)], eep_hi=600.0)
         ripple(pop, d600, [(600, 0.03)])
+    if a.seeds:
+        coverage(pop, a)
     if a.fit:
-        grids = dict(smf_grid=np.linspace(0, 1, a.nsmf), eep_grid=np.linspace(202, 808, a.neep))
         t0 = time.perf_counter()
-        r = fit_cluster(pop, d["flux"], d["err"], d["parallax"], d["parallax_err"], num_chains=a.chains,
-                        num_warmup=a.warmup, num_samples=a.samples, seed=a.seed, progress=False, err_floor=a.err_floor,
-                        row_measure=a.measure,
-                        max_num_doublings=a.max_doublings, priors={"rv": 3.3}, **grids)
+        r = fit(pop, d, a)
         dg = r.diagnostics
         print(f"fit_cluster ({a.measure} measure): {a.nstars} stars, {a.nsmf} SMF x {a.neep} EEP, err_floor {a.err_floor}, "
               f"warmup/samples {a.warmup}/{a.samples}, max_num_doublings {a.max_doublings}: "

@@ -216,7 +216,7 @@ def fit_cluster(stellarpop, obs_phot, obs_err, parallax=None, parallax_err=None,
                 priors=None, num_chains=4, num_warmup=500, num_samples=500, seed=0, progress=True, *,
                 err_floor=0.02, num_starts=64, num_opt=None, opt_steps=100, chain_method=None,
                 target_accept=0.8, max_num_doublings=10, min_ess=None, dtype=None, row_measure="smooth",
-                **likelihood_kwargs):
+                transform=None, **likelihood_kwargs):
     """Posterior of a coeval cluster's [Fe/H], log age, A_V, R_V, distance and field fraction.
 
     Parameters
@@ -287,7 +287,7 @@ def fit_cluster(stellarpop, obs_phot, obs_err, parallax=None, parallax_err=None,
     if chain_method not in ("sequential", "vectorized"):
         raise ValueError(f"chain_method: 'sequential' or 'vectorized', got {chain_method!r}")
     dtype = jnp.dtype(dtype or (jnp.float64 if jax.config.jax_enable_x64 else jnp.float32))
-    specs = build_specs(stellarpop, priors)
+    specs = build_specs(stellarpop, priors, transform)
     names = free_names(specs)
     nfree = len(names)
     if nfree == 0:
