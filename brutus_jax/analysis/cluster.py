@@ -265,6 +265,11 @@ def fit_cluster(stellarpop, obs_phot, obs_err, parallax=None, parallax_err=None,
         EEP the fraction of it below the end; it equals brutus's measure
         whenever the end is on a grid node and differs from it by at most
         one terminal cell in between (benchmarks/README.md).
+    transform : None, "logit", "reflect" or dict {name: transform}
+        Map of each parameter to the sampled space (`cluster_params`).  None:
+        the defaults (``dist`` logit; the others "reflect", a fold at the
+        box's bounds with unit Jacobian that keeps posteriors which reach a
+        bound, such as A_V near 0, free of exponential tails).
     **likelihood_kwargs
         Forwarded to ``isochrone_population_loglike`` (``smf_grid``,
         ``eep_grid``, ``dim_prior``, ``mini_bound``, ``eep_binary_max``,
