@@ -178,6 +178,21 @@ def test_draws_stay_in_the_prior_box_and_are_finite(fit, pop):
     assert r.free == ["feh", "loga", "av", "dist", "field_frac"]
 
 
+def test_float32_likelihood_with_x64_sampler(fit, pop, cluster):
+    """dtype="float32" under x64: the likelihood runs in float32, the sampler in float64
+    (mixing them used to fail inside blackjax's NUTS); same optimum as float64."""
+    c = cluster
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        r = fit_cluster(pop, c["flux"], c["err"], c["parallax"], c["parallax_err"], num_chains=2, num_warmup=40,
+                        num_samples=20, seed=1, progress=False, err_floor=0.1, max_num_doublings=4,
+                        priors={"rv": 3.3}, dtype="float32", **GRIDS)
+    assert all(np.all(np.isfinite(v)) for v in r.samples.values()) and np.all(np.isfinite(r.logdensity))
+    th32, th64 = r.map_theta, fit[0].map_theta
+    assert abs(th32[4] / th64[4] - 1) < 0.005 and abs(th32[1] - th64[1]) < 0.02, (th32, th64)
+    assert abs(float(r.diagnostics["init"]["logdensity"][0] - fit[0].diagnostics["init"]["logdensity"][0])) < 0.5
+
+
 def test_short_run_is_flagged_not_converged(fit):
     """Too short a run: a warning, converged False, the reasons in flags."""
     r, w = fit

@@ -165,12 +165,12 @@ def _init_points(rng, specs, n, parallax, parallax_err):
     return x
 
 
-def _fd_hessian(grad_fn, z, dtype, *args):
+def _fd_hessian(grad_fn, z, dtype, zdtype, *args):
     """Hessian by central differences of the gradient (second-order autodiff can be NaN
     where a model has integrable singularities, e.g. u**1.6 at u = 0)."""
     h = 1e-4 if jnp.dtype(dtype) == jnp.float64 else 3e-2
     eye = np.eye(z.size) * h
-    g = np.stack([np.asarray(grad_fn(jnp.asarray(q, dtype), *args), float)
+    g = np.stack([np.asarray(grad_fn(jnp.asarray(q, zdtype), *args), float)
                   for q in np.concatenate([z + eye, z - eye])])
     hess = (g[:z.size] - g[z.size:]) / (2 * h)
     return 0.5 * (hess + hess.T)
@@ -254,7 +254,10 @@ def fit_cluster(stellarpop, obs_phot, obs_err, parallax=None, parallax_err=None,
     min_ess : float, optional
         Bulk and tail ESS required to call the run converged (default 100 per chain).
     dtype : optional
-        Compute dtype (default float64 under x64, else float32).
+        Compute dtype of the likelihood (default float64 under x64, else
+        float32).  The sampler's own state (positions, momenta, step sizes)
+        is float64 whenever x64 is enabled, so ``dtype="float32"`` under x64
+        runs the expensive likelihood in float32 and NUTS in float64.
     row_measure : {"smooth", "brutus"}
         Grid measure of the likelihood (`isochrone_population_loglike`).
         Default "smooth", a deliberate difference from brutus: brutus's
@@ -291,7 +294,8 @@ def fit_cluster(stellarpop, obs_phot, obs_err, parallax=None, parallax_err=None,
         chain_method = "sequential" if jax.default_backend() == "cpu" else "vectorized"
     if chain_method not in ("sequential", "vectorized"):
         raise ValueError(f"chain_method: 'sequential' or 'vectorized', got {chain_method!r}")
-    dtype = jnp.dtype(dtype or (jnp.float64 if jax.config.jax_enable_x64 else jnp.float32))
+    zdtype = jnp.dtype(jnp.float64 if jax.config.jax_enable_x64 else jnp.float32)  # sampler state
+    dtype = jnp.dtype(dtype or zdtype)  # likelihood
     specs = build_specs(stellarpop, priors, transform)
     names = free_names(specs)
     nfree = len(names)
@@ -308,8 +312,11 @@ def fit_cluster(stellarpop, obs_phot, obs_err, parallax=None, parallax_err=None,
     def make_logdensity(data, obs_, floor=None):
         """Log posterior on z; ``floor`` [mag] (traced) is added in quadrature to the errors."""
         pop = stellarpop.with_data(data) if data is not None else stellarpop
-        return cluster_logdensity(pop, specs, obs_, err_floor if floor is None else floor, cluster_prob,
-                                  row_measure, **likelihood_kwargs)
+        ld = cluster_logdensity(pop, specs, obs_, err_floor if floor is None else floor, cluster_prob,
+                                row_measure, **likelihood_kwargs)
+        if dtype == zdtype:
+            return ld
+        return lambda z: ld(z.astype(dtype)).astype(z.dtype)  # float32 likelihood, float64 sampler
 
     timing = {}
     bar = tqdm(total=2 + (num_chains if chain_method == "sequential" else 1) + 10, disable=not progress,
@@ -318,7 +325,7 @@ def fit_cluster(stellarpop, obs_phot, obs_err, parallax=None, parallax_err=None,
     # ---------------------------------------------------------------- 1. initialisation
     t0 = time.perf_counter()
     x0 = _init_points(rng, specs, int(num_starts), parallax, parallax_err)
-    z0 = jnp.asarray(to_z(x0, specs), dtype)
+    z0 = jnp.asarray(to_z(x0, specs), zdtype)
 
     @jax.jit
     def score(zs, floor, data, obs_):
@@ -331,7 +338,7 @@ def fit_cluster(stellarpop, obs_phot, obs_err, parallax=None, parallax_err=None,
     order = np.argsort(-np.where(np.isfinite(lp0), lp0, -np.inf))[:num_opt]
     bar.set_postfix_str("optimising")
     bar.update(1)
-    hold_mask = jnp.asarray([0.0 if n == "field_frac" else 1.0 for n in names], dtype)
+    hold_mask = jnp.asarray([0.0 if n == "field_frac" else 1.0 for n in names], zdtype)
 
     @jax.jit
     def optimise(zs, floor, hold, data, obs_):
@@ -376,17 +383,17 @@ def fit_cluster(stellarpop, obs_phot, obs_err, parallax=None, parallax_err=None,
     # Laplace approximation at the best optimum: the initial dense inverse mass matrix (the
     # unconstrained scales differ by ~100x, so identity-mass warmup needs ~1000-step trajectories)
     hess = _fd_hessian(jax.jit(lambda z, data, obs_: jax.grad(make_logdensity(data, obs_))(z)),
-                       np.asarray(z_opt[0], float), dtype, popdata, obs)
+                       np.asarray(z_opt[0], float), dtype, zdtype, popdata, obs)
     imm0 = _laplace_covariance(hess)
     chol = np.linalg.cholesky(imm0)
-    zc = jnp.asarray(np.stack(starts) + 0.5 * rng.normal(size=(num_chains, nfree)) @ chol.T, dtype)
+    zc = jnp.asarray(np.stack(starts) + 0.5 * rng.normal(size=(num_chains, nfree)) @ chol.T, zdtype)
     timing["init"] = time.perf_counter() - t0
     bar.update(1)
 
     # ---------------------------------------------------------------- 2. warmup and sampling
     def warm(k, z, data, obs_):
         wa = blackjax.window_adaptation(blackjax.nuts, make_logdensity(data, obs_), is_mass_matrix_diagonal=False,
-                                        initial_inverse_mass_matrix=jnp.asarray(imm0, dtype),
+                                        initial_inverse_mass_matrix=jnp.asarray(imm0, zdtype),
                                         target_acceptance_rate=target_accept, max_num_doublings=max_num_doublings,
                                         adaptation_info_fn=blackjax.adaptation.base.get_filter_adapt_info_fn())
         (state, params), _ = wa.run(k, z, num_steps=int(num_warmup))
