@@ -1,9 +1,9 @@
 """Cluster fits (`fit_cluster`, blackjax NUTS) of the real Pleiades and Praesepe members.
 
-Usage:  python benchmarks/bench_real_clusters.py [--clusters pleiades praesepe] [--members 150]
+Usage:  python benchmarks/bench_real_clusters.py [--clusters pleiades praesepe] [--members 80]
         [--chains 2] [--warmup 150] [--samples 150] [--seed 1] [--color-min -0.3] [--color-max 1.5]
-        [--feh-prior-sd 0.05] [--err-floor 0.03] [--neep 300] [--nsmf 6] [--rv 3.3]
-        [--max-doublings 6] [--json PATH]
+        [--feh-prior-sd 0.05] [--err-floor 0.03] [--neep 500] [--eep-min 150] [--eep-max 500]
+        [--nsmf 4] [--rv 3.3] [--field-max 1.0] [--max-doublings 6] [--json PATH]
 
 Data: Gaia DR3 G/BP/RP + 2MASS Ks members (``data.clusters.load_cluster_members``: RUWE < 1.4,
 parallax S/N > 10); model: the MIST ``StellarPop`` (MIST v1.2 isochrones, C3K bolometric
@@ -21,7 +21,15 @@ Default settings (the ones chosen in benchmarks/README.md, "Real clusters"):
 * R_V fixed at ``--rv``; A_V uniform 0-6 mag; log age uniform over the isochrone's range;
   distance uniform 10-20,000 pc; field fraction uniform 0-1;
 * ``--err-floor`` [mag] added in quadrature to every band (isochrone/BC systematics);
-  ``--neep`` EEP rows from 100 to 808, ``--nsmf`` secondary-mass fractions 0..1.
+* ``--neep`` EEP rows from ``--eep-min`` to ``--eep-max`` (150-500: the main sequence of both
+  clusters, where G changes by 0.04-0.13 mag per EEP, at ~0.7 EEP per row; 300 rows over 100-808
+  are 0.1-0.3 mag apart there, far coarser than the errors), ``--nsmf`` secondary-mass
+  fractions 0..1.
+
+What the fits give and why the ages are not measurements (the brightest fitted member sets
+them: the population likelihood's uniform-in-initial-mass measure, normalised over the whole
+isochrone, favours the oldest isochrone whose turn-off still reaches the brightest member):
+benchmarks/README.md, "Real clusters".
 
 Prints per cluster: median, 95 % interval, split R-hat, bulk ESS and the literature value of each
 free parameter; 1000 / mean parallax; divergences; wall times (initialisation, warmup,
@@ -75,9 +83,11 @@ def select_members(d, nmax, color_min, color_max, blue=0.5):
     return np.sort(np.concatenate([hot, rest[np.linspace(0, rest.size - 1, k).astype(int)]]))
 
 
-def cluster_priors(name, feh_prior_sd=0.05, rv=3.3):
+def cluster_priors(name, feh_prior_sd=0.05, rv=3.3, field_max=1.0):
     """The priors of the chosen settings (see module docstring)."""
     priors = {"rv": float(rv)}
+    if field_max < 1.0:
+        priors["field_frac"] = (0.0, float(field_max))
     if feh_prior_sd > 0:
         mu, sd = LIT[name]["feh"], float(feh_prior_sd)
         priors["feh"] = (-1.0, 0.5, lambda x: -0.5 * ((x - mu) / sd) ** 2)
@@ -106,7 +116,7 @@ def fit_one(pop, name, a):
     t0 = time.perf_counter()
     r = fit_cluster(pop, d["flux"][sel], d["flux_err"][sel], d["parallax"][sel], d["parallax_err"][sel],
                     mask=d["mask"][sel], num_chains=a.chains, num_warmup=a.warmup, num_samples=a.samples,
-                    seed=a.seed, progress=False, priors=cluster_priors(name, a.feh_prior_sd, a.rv),
+                    seed=a.seed, progress=False, priors=cluster_priors(name, a.feh_prior_sd, a.rv, a.field_max),
                     err_floor=a.err_floor, max_num_doublings=a.max_doublings, row_measure="smooth",
                     smf_grid=np.linspace(0.0, 1.0, a.nsmf), eep_grid=np.linspace(a.eep_min, a.eep_max, a.neep))
     wall = time.perf_counter() - t0
@@ -138,7 +148,7 @@ def fit_one(pop, name, a):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--clusters", nargs="+", default=["pleiades", "praesepe"], choices=sorted(LIT))
-    ap.add_argument("--members", type=int, default=150, help="at most this many members per cluster")
+    ap.add_argument("--members", type=int, default=80, help="at most this many members per cluster")
     ap.add_argument("--chains", type=int, default=2)
     ap.add_argument("--warmup", type=int, default=150)
     ap.add_argument("--samples", type=int, default=150)
@@ -147,11 +157,12 @@ def main():
     ap.add_argument("--color-max", type=float, default=1.5)
     ap.add_argument("--feh-prior-sd", type=float, default=0.05, help="0: uniform [Fe/H] prior")
     ap.add_argument("--err-floor", type=float, default=0.03)
-    ap.add_argument("--neep", type=int, default=300)
-    ap.add_argument("--eep-min", type=float, default=100.0)
-    ap.add_argument("--eep-max", type=float, default=808.0)
-    ap.add_argument("--nsmf", type=int, default=6)
+    ap.add_argument("--neep", type=int, default=500)
+    ap.add_argument("--eep-min", type=float, default=150.0)
+    ap.add_argument("--eep-max", type=float, default=500.0)
+    ap.add_argument("--nsmf", type=int, default=4)
     ap.add_argument("--rv", type=float, default=3.3)
+    ap.add_argument("--field-max", type=float, default=1.0, help="upper bound of the uniform field-fraction prior")
     ap.add_argument("--max-doublings", type=int, default=6)
     ap.add_argument("--json", default=None, help="append one JSON line per cluster to this file")
     a = ap.parse_args()
