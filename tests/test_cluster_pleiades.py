@@ -37,3 +37,34 @@ def test_pleiades_distance_from_parallaxes():
     assert dist == pytest.approx(135.2, rel=0.03)
     assert r.diagnostics["rhat"]["dist"] < 1.1
     assert int(np.sum(r.diagnostics["divergences"])) <= 5
+
+
+@pytest.mark.slow
+def test_praesepe_distance_from_parallaxes():
+    """Praesepe with the settings of benchmarks/bench_real_clusters.py (80 members with
+    -0.3 < BP-RP < 1.5 -- the catalogue has nothing bluer than 0.56 --, [Fe/H] prior N(+0.15, 0.05),
+    R_V 3.3, 0.03 mag floor, 500 EEP rows over the main sequence 150-500).  The distance is checked
+    against the parallaxes and the literature (186 pc).  The age is not: the catalogue has no
+    A stars or giants, and the population likelihood (uniform in initial mass, normalised over the
+    whole isochrone) then puts the turn-off at the brightest member (log age ~9.5 against the
+    literature 8.8-8.9; benchmarks/README.md, "Real clusters").  ~6 min on one CPU core."""
+    from brutus_jax.analysis import fit_cluster
+    from brutus_jax.core import StellarPop
+    from brutus_jax.data.clusters import load_cluster_members
+
+    pop = StellarPop(filters=list(BANDS), verbose=False)
+    d = load_cluster_members("praesepe", verbose=False)
+    color = d["mag"][:, 1] - d["mag"][:, 2]
+    ok = np.flatnonzero((color > -0.3) & (color < 1.5) & d["mask"].all(axis=1))
+    sel = ok[np.argsort(d["mag"][ok, 0])][np.linspace(0, ok.size - 1, min(80, ok.size)).astype(int)]
+    r = fit_cluster(pop, d["flux"][sel], d["flux_err"][sel], d["parallax"][sel], d["parallax_err"][sel],
+                    mask=d["mask"][sel], num_chains=2, num_warmup=150, num_samples=150, seed=1, progress=False,
+                    priors={"rv": 3.3, "feh": (-1.0, 0.5, lambda x: -0.5 * ((x - 0.15) / 0.05) ** 2)},
+                    max_num_doublings=6, row_measure="smooth", err_floor=0.03,
+                    smf_grid=np.linspace(0.0, 1.0, 4), eep_grid=np.linspace(150.0, 500.0, 500))
+    assert all(np.all(np.isfinite(v)) for v in r.samples.values())
+    dist = np.median(r.samples["dist"])
+    assert dist == pytest.approx(1000.0 / np.mean(d["parallax"][sel]), rel=0.03)
+    assert dist == pytest.approx(186.0, rel=0.03)
+    assert r.diagnostics["rhat"]["dist"] < 1.1
+    assert int(np.sum(r.diagnostics["divergences"])) <= 5
