@@ -49,3 +49,8 @@ def test_notebook_runs(path, tmp_path, monkeypatch):
         assert k >= n - 1, (k, n)
         dist = float(text.split("posterior median distance ")[1].split(" pc")[0])
         assert abs(dist - 800.0) < 24.0, dist
+    if path.name.startswith("06_"):
+        # real Pleiades members with the MIST StellarPop: the distance agrees with the parallaxes
+        x = float(text.split("posterior median distance ")[1].split(" pc")[0])
+        y = float(text.split("1/mean parallax ")[1].split(" pc")[0])
+        assert abs(x - y) / y < 0.03, (x, y)
