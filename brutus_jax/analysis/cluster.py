@@ -29,8 +29,10 @@ hours).  :func:`fit_cluster` returns a converged posterior in one call:
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import math
+import os
 import sys
 import time
 import warnings
@@ -138,6 +140,8 @@ def _prepare_obs(obs_phot, obs_err, parallax, parallax_err, mask, err_floor, dty
 _FF_START = 0.1
 #: error floors [mag] of the initialisation's continuation stages (those above err_floor)
 _INIT_FLOORS = (0.3, 0.1, 0.03)
+#: L-BFGS stopping rule of the initialisation: a gain below abs + rel * |ln p| nats
+_OPT_TOL = (1e-3, 1e-7)
 
 
 def _init_points(rng, specs, n, parallax, parallax_err):
@@ -163,6 +167,14 @@ def _init_points(rng, specs, n, parallax, parallax_err):
         else:
             x[:, k] = lo + (hi - lo) * (0.05 + 0.9 * u[:, k])
     return x
+
+
+def _host_cores():
+    """CPU cores this process may run on (its affinity mask where the OS has one)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:
+        return os.cpu_count() or 1
 
 
 def _fd_hessian(grad_fn, z, dtype, zdtype, *args):
@@ -248,8 +260,13 @@ def fit_cluster(stellarpop, obs_phot, obs_err, parallax=None, parallax_err=None,
     num_starts, num_opt, opt_steps : int
         Initialisation: prior points scored, how many of the best are
         optimised (default ``num_chains``), L-BFGS steps per continuation stage.
-    chain_method : {"sequential", "vectorized"}, optional
-        Default "sequential" on CPU, "vectorized" (vmap) on accelerators.
+    chain_method : {"parallel", "sequential", "vectorized"}, optional
+        "parallel" (default on CPU): one host thread per chain, as many at
+        once as the process has cores; "sequential": one chain at a time;
+        "vectorized" (default on accelerators): the chains vmapped in one
+        program.  The draws do not depend on it (each chain has its own key).
+        Measured on 2 cores (60 stars, 4 chains x 200 + 200): 85 s parallel,
+        125 s sequential.
     target_accept, max_num_doublings : NUTS settings (0.8, 10).
     min_ess : float, optional
         Bulk and tail ESS required to call the run converged (default 100 per chain).
@@ -291,9 +308,9 @@ def fit_cluster(stellarpop, obs_phot, obs_err, parallax=None, parallax_err=None,
     if row_measure not in ("smooth", "brutus"):
         raise ValueError(f"row_measure: 'smooth' or 'brutus', got {row_measure!r}")
     if chain_method is None:
-        chain_method = "sequential" if jax.default_backend() == "cpu" else "vectorized"
-    if chain_method not in ("sequential", "vectorized"):
-        raise ValueError(f"chain_method: 'sequential' or 'vectorized', got {chain_method!r}")
+        chain_method = "parallel" if jax.default_backend() == "cpu" else "vectorized"
+    if chain_method not in ("sequential", "parallel", "vectorized"):
+        raise ValueError(f"chain_method: 'sequential', 'parallel' or 'vectorized', got {chain_method!r}")
     zdtype = jnp.dtype(jnp.float64 if jax.config.jax_enable_x64 else jnp.float32)  # sampler state
     dtype = jnp.dtype(dtype or zdtype)  # likelihood
     specs = build_specs(stellarpop, priors, transform)
@@ -319,7 +336,7 @@ def fit_cluster(stellarpop, obs_phot, obs_err, parallax=None, parallax_err=None,
         return lambda z: ld(z.astype(dtype)).astype(z.dtype)  # float32 likelihood, float64 sampler
 
     timing = {}
-    bar = tqdm(total=2 + (num_chains if chain_method == "sequential" else 1) + 10, disable=not progress,
+    bar = tqdm(total=2 + (1 if chain_method == "vectorized" else num_chains) + 10, disable=not progress,
                desc="fit_cluster", file=sys.stderr)
 
     # ---------------------------------------------------------------- 1. initialisation
@@ -355,21 +372,30 @@ def fit_cluster(stellarpop, obs_phot, obs_err, parallax=None, parallax_err=None,
         vg = optax.value_and_grad_from_state(neg)
 
         def one(z):
-            def step(carry, _):
-                z, st = carry
+            # at most opt_steps iterations; stop once 3 consecutive ones gain < _OPT_TOL nats
+            # (float32 line searches otherwise spin at the optimum: ~20 evaluations per step)
+            def step(carry):
+                z, st, v_prev, it, flat = carry
                 v, g = vg(z, state=st)
                 g = jnp.where(jnp.isfinite(g), g, 0.0) * mask
                 upd, st = opt.update(g, st, z, value=v, grad=g, value_fn=neg)
-                return (optax.apply_updates(z, upd), st), v
+                small = jnp.abs(v_prev - v) < _OPT_TOL[0] + _OPT_TOL[1] * jnp.abs(v)
+                return optax.apply_updates(z, upd), st, v, it + 1, jnp.where(small, flat + 1, 0)
 
-            (z, _), _ = jax.lax.scan(step, (z, opt.init(z)), None, length=int(opt_steps))
-            return z, ld(z)
+            def going(carry):
+                return (carry[3] < int(opt_steps)) & (carry[4] < 3)
+
+            big = jnp.asarray(jnp.inf, z.dtype)
+            z, _, _, it, _ = jax.lax.while_loop(going, step, (z, opt.init(z), big, 0, 0))
+            return z, ld(z), it
 
         return jax.lax.map(one, zs)
 
     zs = z0[order]
+    opt_iters = []
     for k, fl in enumerate(floors):  # the field fraction is held at its start in the first stage
-        zs, lp_opt = optimise(zs, fl, k == 0 and len(floors) > 1, popdata, obs)
+        zs, lp_opt, its = optimise(zs, fl, k == 0 and len(floors) > 1, popdata, obs)
+        opt_iters.append(np.asarray(its))
     z_opt, lp_opt = np.asarray(zs), np.asarray(lp_opt)
     lp_opt = np.where(np.isfinite(lp_opt), lp_opt, -np.inf)
     rank = np.argsort(-lp_opt)
@@ -426,34 +452,46 @@ def fit_cluster(stellarpop, obs_phot, obs_err, parallax=None, parallax_err=None,
         states, params = warm_j(kw, zc, popdata, obs)
         jax.block_until_ready(states)
         bar.update(1)
-    else:
-        res = []
-        for c in range(num_chains):
-            res.append(warm_j(kw[c], zc[c], popdata, obs))
-            jax.block_until_ready(res[-1])
-            bar.update(1)
-        states = [r[0] for r in res]
-        params = [r[1] for r in res]
-    timing["warmup"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    bar.set_postfix_str("sampling")
-    chunks = []
-    for b in range(nblocks):
-        if chain_method == "vectorized":
+        timing["warmup"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        bar.set_postfix_str("sampling")
+        chunks = []
+        for b in range(nblocks):
             states, out = sample_j(ks[b], states, params, popdata, obs)
             chunks.append(jax.tree_util.tree_map(np.asarray, out))
-        else:
-            outs = []
-            for c in range(num_chains):
-                states[c], out = sample_j(ks[b, c], states[c], params[c], popdata, obs)
-                outs.append(out)
-            chunks.append(jax.tree_util.tree_map(lambda *a: np.stack([np.asarray(x) for x in a]), *outs))
-        bar.update(10 / nblocks)
-    timing["sampling"] = time.perf_counter() - t0
+            bar.update(10 / nblocks)
+        timing["sampling"] = time.perf_counter() - t0
+    else:
+        def warm_chain(c):
+            out = jax.block_until_ready(warm_j(kw[c], zc[c], popdata, obs))
+            bar.update(1)
+            return out
+
+        def sample_chain(c):
+            st, outs = states[c], []
+            for b in range(nblocks):
+                st, out = sample_j(ks[b, c], st, params[c], popdata, obs)
+                outs.append(jax.tree_util.tree_map(np.asarray, out))
+                bar.update(10 / nblocks / num_chains)
+            return outs
+
+        # one host thread per chain ("parallel"): XLA:CPU runs a small likelihood on one core,
+        # so concurrent chains use the others; the chains' results do not depend on it
+        workers = 1 if chain_method == "sequential" else min(num_chains, _host_cores())
+        with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
+            res = list(pool.map(warm_chain, range(num_chains)))
+            states = [r[0] for r in res]
+            params = [r[1] for r in res]
+            timing["warmup"] = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            bar.set_postfix_str("sampling")
+            per_chain = list(pool.map(sample_chain, range(num_chains)))
+        timing["sampling"] = time.perf_counter() - t0
+        chunks = [jax.tree_util.tree_map(lambda *a: np.stack(a), *[per_chain[c][b] for c in range(num_chains)])
+                  for b in range(nblocks)]
+        params = jax.tree_util.tree_map(lambda *a: np.stack([np.asarray(x) for x in a]), *params)
     bar.close()
     pos, logd, div, acc, nsteps = (np.concatenate(x, axis=1)[:, :num_samples] for x in zip(*chunks))
-    if chain_method == "sequential":
-        params = jax.tree_util.tree_map(lambda *a: np.stack([np.asarray(x) for x in a]), *params)
 
     # ---------------------------------------------------------------- 3. results and diagnostics
     theta = np.asarray(to_theta(jnp.asarray(pos), specs)[0], float)
@@ -484,7 +522,7 @@ def fit_cluster(stellarpop, obs_phot, obs_err, parallax=None, parallax_err=None,
         rhat=rhat, ess_bulk=essb, ess_tail=esst, divergences=ndiv, diverging=div,
         step_size=np.asarray(params["step_size"]), inverse_mass_matrix=np.asarray(params["inverse_mass_matrix"]),
         acceptance=acc.mean(axis=1), accept_draws=acc, mean_num_steps=nsteps.mean(axis=1), n_steps_draws=nsteps,
-        init=dict(theta=theta_opt, logdensity=lp_opt, starts=np.asarray(to_theta(zc, specs)[0]),
+        init=dict(theta=theta_opt, logdensity=lp_opt, opt_iterations=np.stack(opt_iters), starts=np.asarray(to_theta(zc, specs)[0]),
                   laplace_cov=imm0),
         timing=timing, ess_per_s=min_essb / max(timing["warmup"] + timing["sampling"], 1e-9),
     )
