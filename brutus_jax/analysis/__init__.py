@@ -11,6 +11,7 @@ samples it (tempered SMC, evidence for the number of clouds).
 
 from .bruteforce import BruteForce  # noqa: F401
 from .cluster import ClusterResult, fit_cluster  # noqa: F401
+from .cluster_selection import box_selection  # noqa: F401
 from .los_dust import (  # noqa: F401
     kernel_gauss,
     kernel_lorentz,
@@ -46,6 +47,7 @@ __all__ = [
     "marginalize_isochrone_grid",
     "fit_cluster",
     "ClusterResult",
+    "box_selection",
     "photometric_offsets",
     "PhotometricOffsetsConfig",
     "offsets_from_fit",

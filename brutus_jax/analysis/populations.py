@@ -37,6 +37,7 @@ import numpy as np
 
 from ..kernels import population as K
 from ..kernels.popgrid import PopSEDGrid
+from .cluster_selection import row_log_selection
 from .population_measure import terminal_eep_for_measure as _terminal_eep
 
 __all__ = [
@@ -446,7 +447,7 @@ def isochrone_population_loglike(theta, stellarpop, obs_phot, obs_err, parallax=
                                  outlier_model_func=None, smf_grid=None, eep_grid=None,
                                  mini_bound=0.08, eep_binary_max=480.0, corr_params=None,
                                  return_components=False, mask=None, row_measure="brutus",
-                                 eep_end=None, **outlier_kwargs):
+                                 eep_end=None, selection=None, **outlier_kwargs):
     r"""Log-likelihood of a coeval population, theta = [feh, loga, av, rv, dist, field_frac].
 
     .. math::
@@ -485,6 +486,13 @@ def isochrone_population_loglike(theta, stellarpop, obs_phot, obs_err, parallax=
     row_measure, eep_end : optional
         "brutus" (default, exact) or "smooth" (continuous in feh, loga; used
         by `fit_cluster`), see :func:`generate_isochrone_population_grid`.
+    selection : callable, optional
+        How the members were selected (not in brutus): ``f(mags) -> ln S``
+        per grid row from its apparent magnitudes (n_pts, n_filt), e.g.
+        `analysis.cluster_selection.box_selection`.  The cluster term is then
+        normalised over the selected part of the isochrone, ``sum_j J_j S_j``
+        (`cluster_selection` explains why ages are biased without it).
+        Needs a row-independent outlier model (the defaults).
     **outlier_kwargs
         Forwarded to the outlier model (e.g. ``p_value_cut``, ``sigma_clip``).
 
@@ -547,7 +555,10 @@ def isochrone_population_loglike(theta, stellarpop, obs_phot, obs_err, parallax=
         # fused (one exponential per row and object, no NaN markers).
         lc = _cluster_kernel(flux, err, eff_mask, grid["photometry"], parallax, parallax_err,
                              dist, dim_prior=bool(dim_prior))
-        lnl_obj = _fused_kernel(lc, lnl_out, grid["log_weights"], cluster_prob, ffrac)
+        log_sel = None if selection is None else row_log_selection(selection, grid["photometry"])
+        lnl_obj = _fused_kernel(lc, lnl_out, grid["log_weights"], cluster_prob, ffrac, log_sel)
+    elif selection is not None:
+        raise ValueError("selection: needs an outlier model that does not depend on the grid row")
     else:
         lnl_obj = None
     if lnl_obj is None or return_components:

@@ -550,7 +550,7 @@ def marginalize_log_weights(lnl_mixture, log_w):
 
 
 def marginalize_mixture_per_object(lnl_cluster, lnl_outlier, log_w, cluster_prob,
-                                   field_fraction):
+                                   field_fraction, log_sel=None):
     """Steps 4 + 5 fused for an outlier model that does not depend on the row.
 
     With ``lnl_outlier`` constant over the grid, the marginal of the mixture
@@ -572,6 +572,10 @@ def marginalize_mixture_per_object(lnl_cluster, lnl_outlier, log_w, cluster_prob
     log_w : array (n_pts,)
         Log integration weights, ``-inf`` for rows outside the integral.
     cluster_prob, field_fraction : scalar
+    log_sel : array (n_pts,), optional
+        Log selection probability of each row (`analysis.cluster_selection`):
+        the cluster term is normalised by ``Z_sel = sum_j J_j S_j`` instead
+        of ``Z`` (members conditional on being selected); None: ``S = 1``.
 
     Returns
     -------
@@ -592,5 +596,9 @@ def marginalize_mixture_per_object(lnl_cluster, lnl_outlier, log_w, cluster_prob
     z_ok = jnp.isfinite(ln_z)
     ln_z_s = jnp.where(z_ok, ln_z, 0.0)
     a = safe_logsumexp(jnp.where(row_ok[:, None] & lc_ok, lc + lw[:, None], -jnp.inf), axis=0)
+    if log_sel is not None:
+        ln_z = safe_logsumexp(jnp.where(row_ok, lw + jnp.asarray(log_sel), -jnp.inf), axis=0)
+        z_ok = jnp.isfinite(ln_z)
+        ln_z_s = jnp.where(z_ok, ln_z, 0.0)
     out = mixture_loglike(a, lo + ln_z_s, cluster_prob, field_fraction) - ln_z_s
     return jnp.where(z_ok & ~jnp.isnan(out), out, -jnp.inf)
