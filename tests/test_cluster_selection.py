@@ -107,3 +107,31 @@ def test_missing_bright_stars_bias_the_age_unless_selected(pop, cut_cluster):
     g = jax.grad(lambda th: isochrone_population_loglike(th, pop, d["flux"], err, selection=sel, **kw))(
         jnp.asarray(TRUTH))
     assert np.all(np.isfinite(np.asarray(g)))
+
+
+def test_imf_weights_rows_numpy_reference(pop, cut_cluster):
+    """imf="kroupa": every row's weight times xi(M_primary), in numerator and normaliser
+    (numpy float64 reference from the likelihood's components); a flat callable is the
+    brutus measure; a bad value is refused."""
+    from brutus_jax.kernels.priors import logp_imf
+
+    d, err, cut = cut_cluster
+    th = jnp.asarray(TRUTH)
+    kw = dict(parallax=d["parallax"], parallax_err=d["parallax_err"], **GRIDS)
+    tot, comp = isochrone_population_loglike(th, pop, d["flux"], err, return_components=True, imf="kroupa", **kw)
+    g = comp["isochrone_grid"]
+    lw = np.asarray(g["log_weights"], float)
+    rows = np.isfinite(lw)
+    lw = lw[rows] + np.asarray(logp_imf(jnp.asarray(np.asarray(g["masses"])[rows])), float)
+    lc = np.asarray(comp["lnl_cluster"], float)[rows]
+    lo = np.asarray(comp["lnl_outlier"], float)[0]
+    a = logsumexp(np.where(np.isfinite(lc), lc + lw[:, None], -np.inf), axis=0)
+    wc = 0.95 * (1 - TRUTH[5])
+    expect = np.logaddexp(np.log(wc) + a - logsumexp(lw), np.log1p(-wc) + lo)
+    np.testing.assert_allclose(np.asarray(comp["lnl_per_object"]), expect, rtol=1e-10, atol=1e-10)
+    plain = isochrone_population_loglike(th, pop, d["flux"], err, **kw)
+    flat = isochrone_population_loglike(th, pop, d["flux"], err, imf=lambda m: jnp.zeros_like(m) + 3.0, **kw)
+    assert float(flat) == pytest.approx(float(plain), rel=1e-13)
+    assert abs(float(tot) - float(plain)) > 1.0
+    with pytest.raises(ValueError, match="imf"):
+        isochrone_population_loglike(th, pop, d["flux"], err, imf="salpeter", **kw)

@@ -122,3 +122,21 @@ def test_gradient_in_log_age(pop, cluster):
 def test_brutus_measure_stays_the_default():
     for fn in (isochrone_population_loglike, generate_isochrone_population_grid):
         assert inspect.signature(fn).parameters["row_measure"].default == "brutus"
+
+
+def test_fresh_population_under_two_jits():
+    """A new StellarPop whose device tables are first built inside a jit trace: the cached
+    tables must be concrete arrays, so a second, different jitted function still works
+    (they used to be the first trace's tracers: UnexpectedTracerError)."""
+    from brutus_jax.core import StellarPop
+
+    pop = StellarPop(filters=list(BANDS), verbose=False)
+    flux = 10 ** (-0.4 * np.array([[10.0, 10.4, 9.5, 8.6]]))
+    err = 0.02 * flux
+    kw = dict(smf_grid=SMF, eep_grid=EEP)
+    f1 = jax.jit(lambda th: isochrone_population_loglike(th, pop, flux, err, **kw))
+    f2 = jax.jit(lambda th: isochrone_population_loglike(th, pop, flux, err, row_measure="smooth", **kw))
+    th = jnp.asarray([0.0, 8.5, 0.1, 3.3, 200.0, 0.1])
+    v1, v2 = float(f1(th)), float(f2(th))
+    assert np.isfinite(v1) and np.isfinite(v2)
+    assert not isinstance(pop.isochrone.jax_table().values, jax.core.Tracer)

@@ -442,12 +442,30 @@ def marginalize_isochrone_grid(lnl_mixture, mass_jacobians, smf_jacobians):
 # ---------------------------------------------------------------------------
 
 
+def _imf_log_weights(grid, imf):
+    """The grid's log integration weights times the members' mass function ``imf``."""
+    log_w = grid["log_weights"]
+    if imf is None:
+        return log_w
+    if isinstance(imf, str):
+        if imf.lower() != "kroupa":
+            raise ValueError(f"imf: None, 'kroupa' or a callable, got {imf!r}")
+        from ..kernels.priors import logp_imf
+
+        imf = logp_imf
+    elif not callable(imf):
+        raise ValueError(f"imf: None, 'kroupa' or a callable, got {imf!r}")
+    ok = jnp.isfinite(log_w)
+    m = jnp.where(ok & (grid["masses"] > 0.0), grid["masses"], 1.0)
+    return jnp.where(ok, log_w + jnp.asarray(imf(m), log_w.dtype), -jnp.inf)
+
+
 def isochrone_population_loglike(theta, stellarpop, obs_phot, obs_err, parallax=None,
                                  parallax_err=None, cluster_prob=0.95, dim_prior=True,
                                  outlier_model_func=None, smf_grid=None, eep_grid=None,
                                  mini_bound=0.08, eep_binary_max=480.0, corr_params=None,
                                  return_components=False, mask=None, row_measure="brutus",
-                                 eep_end=None, selection=None, **outlier_kwargs):
+                                 eep_end=None, selection=None, imf=None, **outlier_kwargs):
     r"""Log-likelihood of a coeval population, theta = [feh, loga, av, rv, dist, field_frac].
 
     .. math::
@@ -493,6 +511,15 @@ def isochrone_population_loglike(theta, stellarpop, obs_phot, obs_err, parallax=
         normalised over the selected part of the isochrone, ``sum_j J_j S_j``
         (`cluster_selection` explains why ages are biased without it).
         Needs a row-independent outlier model (the defaults).
+    imf : None, "kroupa" or callable, optional
+        Mass function of the members (not in brutus).  None (brutus): rows
+        weighted uniformly in initial mass.  "kroupa" (Kroupa 2001 broken
+        power law, `kernels.priors.logp_imf`) or ``f(mass) -> ln xi``: each
+        row's weight is multiplied by ``xi(M_primary)``, in the numerator and
+        in the normaliser.  Real clusters have many more low-mass members
+        than a flat mass function predicts; the flat one lets the shorter
+        mass range of an older isochrone score higher.  Needs a row-
+        independent outlier model.
     **outlier_kwargs
         Forwarded to the outlier model (e.g. ``p_value_cut``, ``sigma_clip``).
 
@@ -556,9 +583,9 @@ def isochrone_population_loglike(theta, stellarpop, obs_phot, obs_err, parallax=
         lc = _cluster_kernel(flux, err, eff_mask, grid["photometry"], parallax, parallax_err,
                              dist, dim_prior=bool(dim_prior))
         log_sel = None if selection is None else row_log_selection(selection, grid["photometry"])
-        lnl_obj = _fused_kernel(lc, lnl_out, grid["log_weights"], cluster_prob, ffrac, log_sel)
-    elif selection is not None:
-        raise ValueError("selection: needs an outlier model that does not depend on the grid row")
+        lnl_obj = _fused_kernel(lc, lnl_out, _imf_log_weights(grid, imf), cluster_prob, ffrac, log_sel)
+    elif selection is not None or imf is not None:
+        raise ValueError("selection, imf: need an outlier model that does not depend on the grid row")
     else:
         lnl_obj = None
     if lnl_obj is None or return_components:

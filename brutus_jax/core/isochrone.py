@@ -173,8 +173,9 @@ class Isochrone:
         dtype = jnp.dtype(dtype)
         if dtype not in self._tables:
             t = self._table_np
-            self._tables[dtype] = IsochroneTable(*(jnp.asarray(a, dtype) for a in t[:5]),
-                                                 jnp.asarray(t.valid), jnp.asarray(t.usable))
+            with jax.ensure_compile_time_eval():  # concrete even when first asked for inside a trace
+                self._tables[dtype] = IsochroneTable(*(jnp.asarray(a, dtype) for a in t[:5]),
+                                                     jnp.asarray(t.valid), jnp.asarray(t.usable))
         return self._tables[dtype]
 
     def column(self, name):

@@ -197,7 +197,8 @@ class StellarPop:
         """SED tables (BC table or NN weights) on device in ``dtype`` (cached)."""
         dtype = jnp.dtype(_default_dtype() if dtype is None else dtype)
         if dtype not in self._sed_dev:
-            self._sed_dev[dtype] = type(self._sed_np)(*(jnp.asarray(a, dtype) for a in self._sed_np))
+            with jax.ensure_compile_time_eval():  # concrete even when first asked for inside a trace
+                self._sed_dev[dtype] = type(self._sed_np)(*(jnp.asarray(a, dtype) for a in self._sed_np))
         return self._sed_dev[dtype]
 
     def jax_data(self, dtype=None):
