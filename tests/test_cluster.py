@@ -17,6 +17,9 @@ from brutus_jax.data.toy_population import ToyPopulation, simulate_cluster
 
 TRUTH = np.array([0.0, 9.6, 0.3, 3.3, 800.0, 0.1])
 GRIDS = dict(smf_grid=np.linspace(0.0, 1.0, 6), eep_grid=np.linspace(202.0, 808.0, 250))
+#: the short CI-sized run shared by the fit fixture and the chain-method / dtype tests
+SHORT = dict(num_chains=2, num_warmup=40, num_samples=20, seed=1, progress=False, err_floor=0.1, max_num_doublings=4,
+             priors={"rv": 3.3}, **GRIDS)
 
 
 @pytest.fixture(scope="module")
@@ -146,9 +149,7 @@ def fit(pop, cluster):
     c = cluster
     with warnings.catch_warnings(record=True) as w:
         warnings.simplefilter("always")
-        r = fit_cluster(pop, c["flux"], c["err"], c["parallax"], c["parallax_err"], num_chains=2, num_warmup=40,
-                        num_samples=20, seed=1, progress=False, err_floor=0.1, max_num_doublings=4,
-                        priors={"rv": 3.3}, **GRIDS)
+        r = fit_cluster(pop, c["flux"], c["err"], c["parallax"], c["parallax_err"], **SHORT)
     return r, w
 
 
@@ -184,9 +185,7 @@ def test_float32_likelihood_with_x64_sampler(fit, pop, cluster):
     c = cluster
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        r = fit_cluster(pop, c["flux"], c["err"], c["parallax"], c["parallax_err"], num_chains=2, num_warmup=40,
-                        num_samples=20, seed=1, progress=False, err_floor=0.1, max_num_doublings=4,
-                        priors={"rv": 3.3}, dtype="float32", **GRIDS)
+        r = fit_cluster(pop, c["flux"], c["err"], c["parallax"], c["parallax_err"], **SHORT, dtype="float32")
     assert all(np.all(np.isfinite(v)) for v in r.samples.values()) and np.all(np.isfinite(r.logdensity))
     th32, th64 = r.map_theta, fit[0].map_theta
     assert abs(th32[4] / th64[4] - 1) < 0.005 and abs(th32[1] - th64[1]) < 0.02, (th32, th64)
@@ -226,9 +225,8 @@ def test_vectorized_chains_match_sequential_setup(pop, cluster, fit):
     seq, _ = fit
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        vec = fit_cluster(pop, c["flux"], c["err"], c["parallax"], c["parallax_err"], num_chains=2, num_warmup=40,
-                          num_samples=20, seed=1, progress=False, err_floor=0.1, max_num_doublings=4,
-                          priors={"rv": 3.3}, chain_method="vectorized", **GRIDS)
+        vec = fit_cluster(pop, c["flux"], c["err"], c["parallax"], c["parallax_err"], **SHORT,
+                          chain_method="vectorized")
     np.testing.assert_allclose(vec.map_theta, seq.map_theta, rtol=1e-8)
     for name in PARAMS:
         assert vec.samples[name].shape == (2, 20) and np.all(np.isfinite(vec.samples[name]))
@@ -242,9 +240,8 @@ def test_parallel_chains_equal_sequential(pop, cluster, fit):
     par, _ = fit
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        seq = fit_cluster(pop, c["flux"], c["err"], c["parallax"], c["parallax_err"], num_chains=2, num_warmup=40,
-                          num_samples=20, seed=1, progress=False, err_floor=0.1, max_num_doublings=4,
-                          priors={"rv": 3.3}, chain_method="sequential", **GRIDS)
+        seq = fit_cluster(pop, c["flux"], c["err"], c["parallax"], c["parallax_err"], **SHORT,
+                          chain_method="sequential")
     for name in PARAMS:
         np.testing.assert_array_equal(seq.samples[name], par.samples[name])
     np.testing.assert_array_equal(seq.diagnostics["step_size"], par.diagnostics["step_size"])
