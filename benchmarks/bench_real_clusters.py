@@ -4,6 +4,7 @@ Usage:  python benchmarks/bench_real_clusters.py [--clusters pleiades praesepe] 
         [--chains 2] [--warmup 150] [--samples 150] [--seed 1] [--color-min -0.3] [--color-max 1.5]
         [--feh-prior-sd 0.05] [--err-floor 0.03] [--neep 500] [--eep-min 150] [--eep-max 500]
         [--nsmf 4] [--rv 3.3] [--field-max 1.0] [--max-doublings 6] [--json PATH]
+        [--selection] [--imf flat|kroupa] [--random-members]
 
 Data: Gaia DR3 G/BP/RP + 2MASS Ks members (``data.clusters.load_cluster_members``: RUWE < 1.4,
 parallax S/N > 10); model: the MIST ``StellarPop`` (MIST v1.2 isochrones, C3K bolometric
@@ -68,13 +69,16 @@ LIT = {
 }
 
 
-def select_members(d, nmax, color_min, color_max, blue=0.5):
+def select_members(d, nmax, color_min, color_max, blue=0.5, random_seed=None):
     """Indices of the members used: all four bands, color_min < BP-RP < color_max; at most nmax,
-    all stars bluer than ``blue`` kept (up to nmax // 3) and the rest evenly spaced in G."""
+    all stars bluer than ``blue`` kept (up to nmax // 3) and the rest evenly spaced in G; or, with
+    ``random_seed``, a random subset (which keeps the sample's mass function)."""
     color = d["mag"][:, 1] - d["mag"][:, 2]
     ok = np.flatnonzero((color > color_min) & (color < color_max) & d["mask"].all(axis=1))
     if ok.size <= nmax:
         return ok
+    if random_seed is not None:
+        return np.sort(np.random.default_rng(random_seed).choice(ok, nmax, replace=False))
     hot = ok[color[ok] < blue]
     hot = hot[np.argsort(d["mag"][hot, 0])][: nmax // 3]
     rest = np.setdiff1d(ok, hot)
@@ -107,7 +111,22 @@ def fit_one(pop, name, a):
     from brutus_jax.data.clusters import load_cluster_members
 
     d = load_cluster_members(name, verbose=False)
-    sel = select_members(d, a.members, a.color_min, a.color_max)
+    sel = select_members(d, a.members, a.color_min, a.color_max,
+                         random_seed=a.seed if a.random_members else None)
+    extra = {}
+    if a.selection:
+        # the catalogue's cuts: the colour box and the brightest member in the box (nothing brighter
+        # was observed); edges as soft as the likelihood's errors at the cut
+        from brutus_jax.analysis import box_selection
+
+        color_all = d["mag"][:, 1] - d["mag"][:, 2]
+        box = (color_all > a.color_min) & (color_all < a.color_max) & d["mask"].all(axis=1)
+        gmin = float(d["mag"][box, 0].min())
+        extra["selection"] = box_selection(mag={0: (gmin - 0.05, None)}, colour={(1, 2): (a.color_min, a.color_max)},
+                                           width=float(np.hypot(a.err_floor, 0.01)))
+        print(f"selection function: G > {gmin - 0.05:.2f}, {a.color_min} < BP-RP < {a.color_max}")
+    if a.imf != "flat":
+        extra["imf"] = a.imf
     color = d["mag"][sel, 1] - d["mag"][sel, 2]
     inv_plx = 1000.0 / np.mean(d["parallax"][sel])
     print(f"\n== {name}: {sel.size} of {len(d['flux'])} members ({int(np.sum(color < 0.5))} with BP-RP < 0.5; "
@@ -118,7 +137,8 @@ def fit_one(pop, name, a):
                     mask=d["mask"][sel], num_chains=a.chains, num_warmup=a.warmup, num_samples=a.samples,
                     seed=a.seed, progress=False, priors=cluster_priors(name, a.feh_prior_sd, a.rv, a.field_max),
                     err_floor=a.err_floor, max_num_doublings=a.max_doublings, row_measure="smooth",
-                    smf_grid=np.linspace(0.0, 1.0, a.nsmf), eep_grid=np.linspace(a.eep_min, a.eep_max, a.neep))
+                    smf_grid=np.linspace(0.0, 1.0, a.nsmf), eep_grid=np.linspace(a.eep_min, a.eep_max, a.neep),
+                    **extra)
     wall = time.perf_counter() - t0
     tab = r.summary_table()
     print(f"{'param':>10} {'median':>9} {'2.5%':>9} {'97.5%':>9} {'R-hat':>6} {'ESS_bulk':>8}  literature")
@@ -148,6 +168,10 @@ def fit_one(pop, name, a):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--clusters", nargs="+", default=["pleiades", "praesepe"], choices=sorted(LIT))
+    ap.add_argument("--selection", action="store_true",
+                    help="selection function: the colour box and the brightest member in it (README)")
+    ap.add_argument("--imf", default="flat", choices=["flat", "kroupa"], help="members' mass function")
+    ap.add_argument("--random-members", action="store_true", help="a random subset instead of blue + even in G")
     ap.add_argument("--members", type=int, default=80, help="at most this many members per cluster")
     ap.add_argument("--chains", type=int, default=2)
     ap.add_argument("--warmup", type=int, default=150)
