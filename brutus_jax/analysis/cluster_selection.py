@@ -21,6 +21,14 @@ conditional on being selected,
 (outlier) term is left as it is: its mixture weight is read as the field
 fraction AMONG the selected stars.
 
+Caveat: this conditional likelihood ignores HOW MANY stars were selected.
+Where a model puts almost no star inside the cuts, ``sum_j J_j S_j`` is tiny
+and nothing penalises it; with a poor model fit the field component can then
+take every star (a real Pleiades fit with the selection and ``imf="kroupa"``
+went to a field fraction of 0.99, benchmarks/README.md).  A Poisson term for
+the number of selected members, or a field model normalised over the same
+cuts, is not implemented.
+
 `box_selection` builds ``ln S`` for the usual magnitude and colour cuts,
 with edges as soft as the errors (an observed magnitude scatters across a
 cut; NUTS also needs a smooth density).
