@@ -4,21 +4,23 @@ brutus leaves sampling ``isochrone_population_loglike`` to the user (emcee,
 hours).  :func:`fit_cluster` returns a converged posterior in one call:
 
 1. **Space.**  The free parameters of theta = [feh, loga, av, rv, dist,
-   field_frac] are mapped to R by scaled logits (`cluster_params`), with the
-   Jacobian in the density; priors are documented there.
+   field_frac] are mapped to R (`cluster_params`, ``transform=``): the
+   distance by a scaled logit with its Jacobian, the others by a reflecting
+   fold at their bounds (unit Jacobian); priors are documented there.
 2. **Initialisation** (the age-[Fe/H]-distance-A_V degeneracy makes the
    likelihood multimodal): ``num_starts`` stratified points in the prior box
    (distances drawn around the members' median parallax when parallaxes are
    given) scored with a 0.3 mag error floor, the best ``num_opt`` optimised
-   by L-BFGS (optax) on the log posterior in a continuation over error floors
+   by L-BFGS (optax, at most ``opt_steps`` iterations per stage, stopping
+   once it stops gaining) on the log posterior in a continuation over error floors
    0.3, 0.1, 0.03 mag down to ``err_floor`` (wide basins first; the field
    fraction held at 0.1 in the first stage); chains start at the distinct optima within 10 nats of the best
    (others from the best), each jittered by half the Laplace covariance.
 3. **NUTS** with blackjax's window adaptation of the step size and a DENSE
    inverse mass matrix (a diagonal one does not mix on cluster likelihoods,
    JAX_NOTES.md), started from the Laplace covariance at the best optimum, ``num_warmup`` then ``num_samples`` per chain, chains run
-   one after the other (CPU) or vmapped (accelerators); each compiled once
-   per call.
+   on one host thread each (CPU) or vmapped (accelerators); each compiled
+   once per call.
 4. **Diagnostics**: rank-normalised split R-hat, bulk/tail ESS
    (`diagnostics`), divergences, step sizes, acceptance.  A run is called
    converged only when every free parameter has R-hat < 1.01 and
@@ -259,7 +261,9 @@ def fit_cluster(stellarpop, obs_phot, obs_err, parallax=None, parallax_err=None,
         ``isochrone_population_loglike``.
     num_starts, num_opt, opt_steps : int
         Initialisation: prior points scored, how many of the best are
-        optimised (default ``num_chains``), L-BFGS steps per continuation stage.
+        optimised (default ``num_chains``), most L-BFGS iterations per
+        continuation stage (it stops earlier after 3 iterations gaining
+        < 1e-3 nats).
     chain_method : {"parallel", "sequential", "vectorized"}, optional
         "parallel" (default on CPU): one host thread per chain, as many at
         once as the process has cores; "sequential": one chain at a time;
