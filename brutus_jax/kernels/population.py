@@ -592,13 +592,10 @@ def marginalize_mixture_per_object(lnl_cluster, lnl_outlier, log_w, cluster_prob
     lw = jnp.where(w_ok, log_w, 0.0)
     row_ok = w_ok & ((jnp.any(lc_ok, axis=1) & (wc > 0.0))
                      | (jnp.any(jnp.isfinite(lo)) & (wo > 0.0)))
-    ln_z = safe_logsumexp(jnp.where(row_ok, lw, -jnp.inf), axis=0)
+    lw_z = lw if log_sel is None else lw + jnp.asarray(log_sel)  # the normaliser's weights
+    ln_z = safe_logsumexp(jnp.where(row_ok, lw_z, -jnp.inf), axis=0)
     z_ok = jnp.isfinite(ln_z)
     ln_z_s = jnp.where(z_ok, ln_z, 0.0)
     a = safe_logsumexp(jnp.where(row_ok[:, None] & lc_ok, lc + lw[:, None], -jnp.inf), axis=0)
-    if log_sel is not None:
-        ln_z = safe_logsumexp(jnp.where(row_ok, lw + jnp.asarray(log_sel), -jnp.inf), axis=0)
-        z_ok = jnp.isfinite(ln_z)
-        ln_z_s = jnp.where(z_ok, ln_z, 0.0)
     out = mixture_loglike(a, lo + ln_z_s, cluster_prob, field_fraction) - ln_z_s
     return jnp.where(z_ok & ~jnp.isnan(out), out, -jnp.inf)
