@@ -104,11 +104,9 @@ def box_selection(mag=None, colour=None, width=0.02):
     return log_selection
 
 
-def row_log_selection(selection, photometry):
-    """``ln S_j`` of each grid row from its model fluxes ``photometry`` (n_pts, n_filt);
-    rows without a valid SED (flux <= 0) get 0 (they carry no weight anyway)."""
-    ok = jnp.all(photometry > 0.0, axis=-1)
-    mags = -2.5 * jnp.log10(jnp.where(photometry > 0.0, photometry, 1.0))
+def row_log_selection(selection, mags, ok):
+    """``ln S_j`` of each grid row from its apparent magnitudes ``mags`` (n_pts, n_filt);
+    rows without a valid SED (``ok`` False) get 0 (they carry no weight anyway)."""
     ls = jnp.asarray(selection(mags))
     if ls.shape != ok.shape:
         raise ValueError(f"selection must return one log-probability per grid row, shape {ok.shape}; "

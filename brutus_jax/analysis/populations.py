@@ -194,7 +194,8 @@ def generate_isochrone_population_grid(stellarpop, feh, loga, av, rv, dist, smf_
         - ``grid_info``: ``smf_grid``, ``eep_grid``, ``n_total_points`` (= N),
           ``shape`` ``(n_smf, n_eep)``.
 
-        plus ``sed_ok`` (N,) bool (model SED finite) and ``log_weights`` (N,):
+        plus ``magnitudes`` (N, n_filt) (apparent; 0 where the SED is
+        invalid), ``sed_ok`` (N,) bool (model SED finite) and ``log_weights`` (N,):
         ``ln(mass_jac * smf_jac)`` for rows entering the integral, ``-inf``
         otherwise.
     """
@@ -232,6 +233,7 @@ def generate_isochrone_population_grid(stellarpop, feh, loga, av, rv, dist, smf_
     n = n_smf * n_eep
     return {
         "photometry": _flux_kernel(pg.mags, pg.sed_ok).reshape(n, n_filt),
+        "magnitudes": jnp.where(jnp.asarray(pg.sed_ok)[..., None], pg.mags, 0.0).reshape(n, n_filt),
         "masses": jnp.asarray(pg.mini).reshape(n),
         "smf_values": jnp.repeat(jnp.asarray(pg.smf), n_eep),
         "mass_jacobians": mass_jac.reshape(n),
@@ -582,7 +584,7 @@ def isochrone_population_loglike(theta, stellarpop, obs_phot, obs_err, parallax=
         # fused (one exponential per row and object, no NaN markers).
         lc = _cluster_kernel(flux, err, eff_mask, grid["photometry"], parallax, parallax_err,
                              dist, dim_prior=bool(dim_prior))
-        log_sel = None if selection is None else row_log_selection(selection, grid["photometry"])
+        log_sel = None if selection is None else row_log_selection(selection, grid["magnitudes"], grid["sed_ok"])
         lnl_obj = _fused_kernel(lc, lnl_out, _imf_log_weights(grid, imf), cluster_prob, ffrac, log_sel)
     elif selection is not None or imf is not None:
         raise ValueError("selection, imf: need an outlier model that does not depend on the grid row")
