@@ -376,6 +376,42 @@ def test_vmap_equals_loop(grid, stars, fit_default, counted_vmap):
     _assert_same(batch, fit_default)
 
 
+@pytest.mark.parametrize("opts", [{}, dict(rv_gauss=None, init_thresh=None)], ids=["default", "flat_rv_all"])
+def test_staged_equals_fit_star(grid, stars, opts):
+    """fit_star_mag -> fit_star_flux (selected models in a static capacity) -> merge_flux
+    -> fit_star_finish (no grid re-evaluation: the magnitude stage's values are final
+    outside the flux stage) == fit_star, including a star with no usable band; and
+    BruteForce's variant (precision="scale_err", icov_at where needed)."""
+    flux, err, mask, plx, plx_err, _ = stars
+    mask = mask.copy()
+    mask[3] = False
+    st = sedfit_stages
+    flux_opts = {k: v for k, v in opts.items() if k != "init_thresh"}
+    cap = grid.nmodel  # every model fits; the empty slots are dropped by merge_flux
+    mag_fn = {p: jax.jit(lambda *a, p=p: st.fit_star_mag(grid, *a, precision=p, **opts)) for p in ("icov", "scale_err")}
+    flux_fn = {p: jax.jit(lambda *a, p=p: st.fit_star_flux(grid, *a, cap, precision=p, **flux_opts))
+               for p in ("icov", "scale_err")}
+    finish = jax.jit(lambda *a: st.fit_star_finish(grid, *a, **flux_opts))
+    whole = jax.jit(lambda *a: fit_star(grid, *a, **opts))
+    icov_at = jax.jit(lambda *a: st.icov_at(grid, *a, **{k: v for k, v in opts.items() if k.endswith("_gauss")}))
+    for i in range(NSTAR):
+        star = (flux[i], err[i], mask[i])
+        ref = whole(*star, plx[i], plx_err[i])
+        mag = mag_fn["icov"](*star, plx[i], plx_err[i])
+        fl = flux_fn["icov"](*star, mag)
+        merged = st.merge_flux(mag, fl)
+        with np.errstate(invalid="ignore"):  # star 3: icov = diag(0, ., .)
+            _assert_same(finish(*star, merged, fl.n_iter_flux, fl.err_flux), ref)
+        mag_e = mag_fn["scale_err"](*star, plx[i], plx_err[i])
+        merged_e = st.merge_flux(mag_e, flux_fn["scale_err"](*star, mag_e))
+        for name in ("av", "rv", "scale", "chi2"):
+            np.testing.assert_array_equal(getattr(merged_e, name), getattr(merged, name), err_msg=name)
+        entries = [np.asarray(ref.icov)[:, j, k] for j, k in ((0, 0), (0, 1), (0, 2), (1, 1), (2, 2), (1, 2))]
+        np.testing.assert_allclose(merged_e.scale_err, st.marginal_scale_err(entries), rtol=1e-10)
+        with np.errstate(invalid="ignore"):
+            _assert_same(ref._replace(icov=icov_at(*star, merged_e.av, merged_e.rv)), ref)
+
+
 def test_no_retrace_for_new_stars_or_option_values(grid, coeffs, fit_default, counted_vmap):
     """Same shapes -> one compiled kernel, whatever the stars or option values."""
     jitted = sedfit_stages._fit_stars_jit

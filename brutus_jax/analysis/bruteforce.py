@@ -4,11 +4,14 @@
 
 Stage 1 (`_stage1`, a batch of B stars): the per-model (scale, A_V, R_V)
 fit (`kernels.sedfit.fit_star`) in three jitted calls -- the magnitude stage
-of every model (batch, vmapped in chunks), the flux stage of each star on its
-own selected models only, gathered into a static bucket of slots (as brutus
-iterates only that subset), and the final evaluation of every model with the
-static prior, the parallax pre-selection prior and the selection mask
-(batch).  Stage 2 (`_stage2`, on the device-resident stage-1 batch): each
+of every model (batch, vmapped in chunks), which also evaluates every model's
+scale, chi-square and marginal scale error at its final (A_V, R_V), the flux
+stage of each star on its own selected models only, gathered into a static
+bucket of slots (as brutus iterates only that subset) and scattered in place
+into the batch's arrays, and the lnl of every model with the static prior,
+the parallax pre-selection prior and the selection mask (batch; no model is
+re-evaluated).  The precision matrices are evaluated in stage 2, for the
+selected models only.  Stage 2 (`_stage2`, on the device-resident stage-1 batch): each
 star's selected models gathered into a static bucket of K slots
 (`kernels.selection`; K = the next of 256, 1024, 4096, 8192, ... above its
 selection size, at most ``max_models``), Monte-Carlo integration of the
@@ -39,7 +42,8 @@ from ..kernels.linalg3 import inverse3
 from ..kernels.posterior import integrate_and_draw_lean, mc_integrate
 from ..kernels.galactic import galactic_prior_terms
 from ..kernels.priors import logp_extinction, logp_parallax, logp_parallax_scale
-from ..kernels.sedfit import fit_star, fit_star_finish, fit_star_flux, fit_star_mag, to_band_major
+from ..kernels.sedfit import BandMajorGrid, fit_star, to_band_major
+from ..kernels.sedfit_stages import fit_star_finish, fit_star_flux, fit_star_mag, icov_at, marginal_scale_err
 from ..kernels.selection import gather_selected, select_mask
 from .fit_io import FitOutput, fingerprint
 from .prior_setup import galactic_labels, grid_lnprior
@@ -51,18 +55,29 @@ def _default_dtype():
     return jnp.float64 if jax.config.jax_enable_x64 else jnp.float32
 
 
+def _icov_entries(icov):
+    """The six distinct entries ``(I_ss, I_sA, I_sR, I_AA, I_RR, I_AR)`` of (..., 3, 3)
+    precision matrices."""
+    return tuple(icov[..., i, j] for i, j in ((0, 0), (0, 1), (0, 2), (1, 1), (2, 2), (1, 2)))
+
+
 def _marginal_scale_err(icov):
-    """sqrt of the marginal variance of s from the (s, A_V, R_V) precision; brutus's
-    fallbacks: conditional 1/sqrt(I00), then 1e10."""
-    i00, i11, i22, i12 = icov[..., 0, 0], icov[..., 1, 1], icov[..., 2, 2], icov[..., 1, 2]
-    i01, i02 = icov[..., 0, 1], icov[..., 0, 2]
-    det = i00 * (i11 * i22 - i12 * i12) - i01 * (i01 * i22 - i12 * i02) + i02 * (i01 * i12 - i11 * i02)
-    c00 = (i11 * i22 - i12 * i12) / jnp.where(det != 0, det, 1.0)
-    marg = jnp.sqrt(jnp.where(c00 > 0, c00, 1.0))
-    cond = 1.0 / jnp.sqrt(jnp.where(i00 > 0, i00, 1.0))
-    ok_m = (det > 0) & jnp.isfinite(det) & (c00 > 0) & jnp.isfinite(c00)
-    ok_c = (i00 > 0) & jnp.isfinite(i00)
-    return jnp.where(ok_m, marg, jnp.where(ok_c, cond, 1e10))
+    """sqrt of the marginal variance of s from (..., 3, 3) (s, A_V, R_V) precisions
+    (`kernels.sedfit_stages.marginal_scale_err`, brutus's fallbacks)."""
+    return marginal_scale_err(_icov_entries(icov))
+
+
+class _IcovSource(NamedTuple):
+    """`_stage1`'s ``fit.icov``: the precision matrices are not stored for the whole
+    grid (on XLA:CPU each of their six entries costs a pass over it); `_stage2`
+    evaluates them for its K selected models at their final (A_V, R_V) (`icov_at`)."""
+
+    grid: BandMajorGrid
+    flux: jax.Array  # (B, Nfilt)
+    err: jax.Array
+    mask: jax.Array
+    av_gauss: jax.Array
+    rv_gauss: jax.Array
 
 
 def _chunk():
@@ -110,36 +125,48 @@ def _stage1_mag(grid, flux, err, mask, plx, plxe, avlim, av_gauss, rvlim, rv_gau
         f, e, m, p, pe = args
         return fit_star_mag(grid, f, e, m, p, pe, avlim=avlim, av_gauss=av_gauss, rvlim=rvlim, rv_gauss=rv_gauss,
                             ltol=ltol, ltol_subthresh=ltol_subthresh, init_thresh=init_thresh,
-                            select_all=no_init_thresh)
+                            select_all=no_init_thresh, precision="scale_err")
 
     return _map(one, (flux, err, mask, plx, plxe), chunk)
 
 
-@functools.partial(jax.jit, static_argnames=("capacity",))
-def _stage1_flux(ids, grid, flux, err, mask, mag, avlim, av_gauss, rvlim, rv_gauss, ltol, ltol_subthresh, *,
-                 capacity):
+@functools.partial(jax.jit, static_argnames=("capacity",), donate_argnames=("mag", "n_flux", "flux_err"))
+def _stage1_flux(ids, grid, flux, err, mask, mag, n_flux, flux_err, avlim, av_gauss, rvlim, rv_gauss, ltol,
+                 ltol_subthresh, *, capacity):
     """Stage 1b (stars ``ids`` (G,) of the batch, vmapped): flux stage of each star on
     its own selected models only, gathered into ``capacity`` slots (one compile per
-    capacity bucket and group size)."""
+    capacity bucket and group size).  The results are scattered into the batch's
+    `MagStage` ``mag`` and per-star ``n_flux``, ``flux_err`` (B,), all donated:
+    updated in place, no full-grid copy per star."""
     def one(i):
-        mag_i = jax.tree_util.tree_map(lambda x: x[i], mag)
+        mag_i = jax.tree_util.tree_map(lambda x: x[i], mag)  # fit_star_flux reads active, av, rv only
         return fit_star_flux(grid, flux[i], err[i], mask[i], mag_i, capacity, avlim=avlim, av_gauss=av_gauss,
-                             rvlim=rvlim, rv_gauss=rv_gauss, ltol=ltol, ltol_subthresh=ltol_subthresh)
+                             rvlim=rvlim, rv_gauss=rv_gauss, ltol=ltol, ltol_subthresh=ltol_subthresh,
+                             precision="scale_err")
 
-    return jax.vmap(one)(ids)
+    fl = jax.vmap(one)(ids)
+    rows = ids[:, None]
+
+    def put(x, v):
+        return x.at[rows, fl.idx].set(v, mode="drop")
+
+    mag = mag._replace(av=put(mag.av, fl.av), rv=put(mag.rv, fl.rv), scale=put(mag.scale, fl.scale),
+                       chi2=put(mag.chi2, fl.chi2), scale_err=put(mag.scale_err, fl.scale_err))
+    return mag, n_flux.at[ids].set(fl.n_iter_flux), flux_err.at[ids].set(fl.err_flux)
 
 
 @functools.partial(jax.jit, static_argnames=("wt_thresh", "cdf_thresh", "dim_prior", "chunk"))
-def _stage1_finish(grid, lnprior, flux, err, mask, plx, plxe, mag, av, rv, n_flux, flux_err, avlim, av_gauss,
-                   rvlim, rv_gauss, ltol, *, wt_thresh, cdf_thresh, dim_prior, chunk=None):
-    """Stage 1c (batch): final fit of every model, priors, selection for stage 2."""
+def _stage1_finish(grid, lnprior, flux, err, mask, plx, plxe, mag, n_flux, flux_err, avlim, av_gauss, rvlim,
+                   rv_gauss, ltol, *, wt_thresh, cdf_thresh, dim_prior, chunk=None):
+    """Stage 1c (batch): lnl of every model from its final values ``mag`` (nothing is
+    re-evaluated), priors, selection for stage 2."""
     def one(args):
-        f, e, m, p, pe, mg, a, r, nfl, ferr = args
-        fit = fit_star_finish(grid, f, e, m, mg, a, r, nfl, ferr, avlim=avlim, av_gauss=av_gauss, rvlim=rvlim,
-                              rv_gauss=rv_gauss, dim_prior=dim_prior, ltol=ltol)
+        f, e, m, p, pe, mg, nfl, ferr = args
+        fit = fit_star_finish(grid, f, e, m, mg, nfl, ferr, avlim=avlim, av_gauss=av_gauss, rvlim=rvlim,
+                              rv_gauss=rv_gauss, dim_prior=dim_prior, ltol=ltol, icov_entries=True)
         base = fit.lnl + lnprior
         has_plx = jnp.isfinite(p) & jnp.isfinite(pe) & (pe > 0)
-        lp = logp_parallax_scale(fit.scale, _marginal_scale_err(fit.icov), p, pe)
+        lp = logp_parallax_scale(fit.scale, mg.scale_err, p, pe)
         lnprob_sel = base + jnp.where(has_plx, lp, 0.0)
         lnprob_sel = jnp.where(jnp.isnan(lnprob_sel), -jnp.inf, lnprob_sel)
         sel = select_mask(lnprob_sel, wt_thresh, cdf_thresh)
@@ -147,9 +174,9 @@ def _stage1_finish(grid, lnprior, flux, err, mask, plx, plxe, mag, av, rv, n_flu
         chi2p = fit.chi2 + jnp.where(has_plx, (jnp.sqrt(fit.scale) - p) ** 2 / pe_safe**2, 0.0)
         chi2min = jnp.min(jnp.where(jnp.isfinite(chi2p), chi2p, jnp.inf))
         nbands = fit.ndim + has_plx.astype(fit.ndim.dtype)
-        return fit, base, lnprob_sel, sel, jnp.sum(sel), chi2min, nbands
+        return base, lnprob_sel, sel, jnp.sum(sel), chi2min, nbands
 
-    return _map(one, (flux, err, mask, plx, plxe, mag, av, rv, n_flux, flux_err), chunk)
+    return _map(one, (flux, err, mask, plx, plxe, mag, n_flux, flux_err), chunk)
 
 
 def _stage1(grid, lnprior, flux, err, mask, plx, plxe, avlim, av_gauss, rvlim, rv_gauss, ltol, ltol_subthresh,
@@ -157,8 +184,11 @@ def _stage1(grid, lnprior, flux, err, mask, plx, plxe, avlim, av_gauss, rvlim, r
             group_bytes=None):
     """Stage 1 of a batch: the (scale, A_V, R_V) fit of every model (`fit_star`),
     with the flux stage of each star run on its own selected models only.
-    ``nrows``: the real stars of a padded batch (padding rows skip the flux stage);
-    ``group_bytes``: see `_groups`."""
+    ``nrows``: the real stars of a padded batch (padding rows skip the flux stage
+    and keep magnitude-stage values; their results are not used);
+    ``group_bytes``: see `_groups`.  Returns ``(fit, base, lnprob_sel, sel, nsel,
+    chi2min, nbands)``, ``fit`` the final `MagStage` (``av, rv, scale, chi2,
+    scale_err`` of every model, (B, Nmodel) each; ``icov``: an `_IcovSource`)."""
     mag = _stage1_mag(grid, flux, err, mask, plx, plxe, avlim, av_gauss, rvlim, rv_gauss, ltol, ltol_subthresh,
                       init_thresh, no_init_thresh=no_init_thresh, chunk=chunk)
     n_act = np.asarray(mag.n_active)
@@ -166,18 +196,16 @@ def _stage1(grid, lnprior, flux, err, mask, plx, plxe, avlim, av_gauss, rvlim, r
     nmodel, nfilt = grid.m0.shape[1], grid.m0.shape[0]
     caps = np.array([_bucket(int(n), nmodel, minimum=1024) for n in n_act[:nrows]])
     itemsize = jnp.dtype(flux.dtype).itemsize
-    outs, pos, offset = [], np.zeros(flux.shape[0], int), 0
+    n_flux = jnp.zeros(flux.shape[0], jnp.int32)
+    flux_err = jnp.zeros(flux.shape[0], flux.dtype)
     for cap, ids, n in _groups(caps, lambda c: 32 * c * (nfilt + 4) * itemsize, group_bytes):
-        outs.append(_stage1_flux(jnp.asarray(ids), grid, flux, err, mask, mag, avlim, av_gauss, rvlim, rv_gauss,
-                                 ltol, ltol_subthresh, capacity=int(cap)))
-        pos[ids[:n]] = offset + np.arange(n)  # where each real star lands in the concatenated outputs
-        offset += ids.size
-    pos[nrows:] = pos[0]  # padding rows repeat row 0 (padded with row 0's star)
-    perm = jnp.asarray(pos)
-    av, rv, n_flux, flux_err = (jnp.concatenate(x)[perm] for x in zip(*outs))
-    return _stage1_finish(grid, lnprior, flux, err, mask, plx, plxe, mag, av, rv, n_flux, flux_err, avlim, av_gauss,
-                          rvlim, rv_gauss, ltol, wt_thresh=wt_thresh, cdf_thresh=cdf_thresh, dim_prior=dim_prior,
-                          chunk=chunk)
+        mag, n_flux, flux_err = _stage1_flux(jnp.asarray(ids), grid, flux, err, mask, mag, n_flux, flux_err, avlim,
+                                             av_gauss, rvlim, rv_gauss, ltol, ltol_subthresh, capacity=int(cap))
+    out = _stage1_finish(grid, lnprior, flux, err, mask, plx, plxe, mag, n_flux, flux_err, avlim, av_gauss, rvlim,
+                         rv_gauss, ltol, wt_thresh=wt_thresh, cdf_thresh=cdf_thresh, dim_prior=dim_prior,
+                         chunk=chunk)
+    fit = mag._replace(icov=_IcovSource(grid, flux, err, mask, av_gauss, rv_gauss))
+    return (fit,) + tuple(out)
 
 
 def _groups(buckets, bytes_per_star, group_bytes=None):
@@ -219,7 +247,8 @@ def _stage2(ids, keys, pre_idx, nsel, sel, lnprob_sel, base, scale, av, rv, icov
     groups, the selected models' indices gathered on the host
     (`selected_indices_host`, cheaper than on XLA:CPU), or None to gather them
     here.  K depends only on each star's own selection size, so its draws (keyed by
-    the star's own PRNG key) do not depend on batching or grouping.
+    the star's own PRNG key) do not depend on batching or grouping.  ``icov``:
+    `_stage1`'s `_IcovSource` (the K models' precisions are evaluated here).
     """
     gkw = dict(gal_kwargs)
 
@@ -233,7 +262,9 @@ def _stage2(ids, keys, pre_idx, nsel, sel, lnprob_sel, base, scale, av, rv, icov
             valid = jnp.arange(K) < nsel[i]
         # only the K selected models of star i are gathered (row slices x[i] of the
         # (B, Nmodel) arrays cost a full-grid copy per star under vmap)
-        base_k, s_k, a_k, r_k, ic_k = (x[i, idx] for x in (base, scale, av, rv, icov))
+        base_k, s_k, a_k, r_k = (x[i, idx] for x in (base, scale, av, rv))
+        ic_k = icov_at(BandMajorGrid(*(x[:, idx] for x in icov.grid)), icov.flux[i], icov.err[i], icov.mask[i], a_k,
+                       r_k, icov.av_gauss, icov.rv_gauss)
         extra, aux = _mc_priors(p_i, pe_i, lb_i[0], lb_i[1], None if feh is None else feh[idx],
                                 None if loga is None else loga[idx], gkw if use_gal else None,
                                 (dust_d, mu_i, sd_i, dust_avlim) if use_dust else None)

@@ -66,10 +66,11 @@ Deviations from brutus 1.2.0 (all documented in `fit_star`)
   and crashes on an empty selection).
 * The magnitude-stage residuals are recomputed from the coefficients at every
   iteration instead of being updated in place (identical up to rounding).
-* Models outside the flux-stage selection are frozen at their magnitude-stage
-  ``(A_V, R_V)`` inside the (static-shape) flux loop, and ONE final scale /
-  Fisher evaluation serves all models; brutus evaluates the two sets
-  separately.  Same numbers (the evaluation depends on ``(A_V, R_V)`` only).
+* `fit_star` freezes the models outside the flux-stage selection at their
+  magnitude-stage ``(A_V, R_V)`` inside the (static-shape) flux loop, and ONE
+  final scale / Fisher evaluation serves all models; brutus evaluates the two
+  sets separately, as the staged path (`fit_star_mag` ... `fit_star_finish`)
+  does.  Same numbers (the evaluation depends on ``(A_V, R_V)`` only).
 * brutus's ``indices`` (fit a subset of models) is ``model_mask``; its
   ``av_init``/``rv_init`` (never used by ``BruteForce.fit``) are not offered.
 
@@ -100,19 +101,9 @@ from jax import lax
 
 from .seds import FLUX_FACTOR
 
-__all__ = [
-    "BandMajorGrid",
-    "GridFit",
-    "to_band_major",
-    "fit_star",
-    "fit_stars",
-    "MagStage",
-    "fit_star_mag",
-    "fit_star_flux",
-    "fit_star_finish",
-    "DEFAULT_MAX_ITER_MAG",
-    "DEFAULT_MAX_ITER_FLUX",
-]
+__all__ = ["BandMajorGrid", "GridFit", "to_band_major", "fit_star", "fit_stars", "MagStage", "fit_star_mag",
+           "FluxStage", "fit_star_flux", "merge_flux", "fit_star_finish", "DEFAULT_MAX_ITER_MAG",
+           "DEFAULT_MAX_ITER_FLUX"]
 
 #: Iteration cap of the magnitude stage.  brutus has none; with the default
 #: R_V prior it stops after 1-2 iterations on the test stars, after up to ~55
@@ -410,14 +401,21 @@ def fit_star(
 
 
 class MagStage(NamedTuple):
-    """State after the magnitude stage and the flux-stage selection of one star."""
+    """State after the magnitude stage and the flux-stage selection of one star:
+    (Nmodel,) ``av, rv``, ``active`` (the models sent to the flux stage) and, at
+    (av, rv), ``scale, chi2`` and ``icov`` (`_scale_fit`'s six entries) or/and the
+    marginal ``scale_err`` (None: not computed); () ``n_active, n_iter_mag, err_mag``."""
 
-    av: jax.Array  # (Nmodel,)
-    rv: jax.Array  # (Nmodel,)
-    active: jax.Array  # (Nmodel,) bool: models sent to the flux stage
-    n_active: jax.Array  # () int32
-    n_iter_mag: jax.Array  # () int32
-    err_mag: jax.Array  # ()
+    av: jax.Array
+    rv: jax.Array
+    active: jax.Array
+    n_active: jax.Array
+    n_iter_mag: jax.Array
+    err_mag: jax.Array
+    scale: jax.Array
+    chi2: jax.Array
+    icov: tuple = None
+    scale_err: jax.Array = None
 
 
 class _Setup(NamedTuple):
@@ -501,8 +499,10 @@ def _setup(grid, flux, err, mask, avlim, av_gauss, rvlim, rv_gauss, ltol, ltol_s
     )  # fmt: skip
 
 
-def _mag_stage(c, parallax, parallax_err, max_iter_mag):
-    """Magnitude stage over all models, then the flux-stage selection."""
+def _mag_stage(c, parallax, parallax_err, max_iter_mag, final=None):
+    """Magnitude stage over all models, then the flux-stage selection.  ``final``
+    (static): None or ``final(entries, one) -> (icov, scale_err)`` of `MagStage`,
+    from `_scale_fit`'s six precision entries at the final point."""
     grid, dtype, WM, M = c.grid, c.dtype, c.WM, c.M
     nfilt, nmodel = grid.m0.shape
     av_ivar, rv_ivar, av_mean, rv_mean = c.av_ivar, c.rv_ivar, c.av_mean, c.rv_mean
@@ -573,7 +573,9 @@ def _mag_stage(c, parallax, parallax_err, max_iter_mag):
     av_m, rv_m, n_mag, err_mag = lax.while_loop(
         mag_cond, mag_body, (av0, rv0, jnp.asarray(0, jnp.int32), jnp.asarray(jnp.inf, dtype))
     )
-    mle_m = _scale_fit(grid, c.F, c.W, av_m, rv_m, False, av_ivar, rv_ivar, c.one)
+    mle_m, extra = _scale_fit(grid, c.F, c.W, av_m, rv_m, final is not None, av_ivar, rv_ivar, c.one), (None, None)
+    if final is not None:
+        mle_m, extra = mle_m[0], final(mle_m[1], c.one)
     lnl_m = -0.5 * mle_m.chi2
 
     # ---- selection -------------------------------------------------------
@@ -585,7 +587,8 @@ def _mag_stage(c, parallax, parallax_err, max_iter_mag):
     lnl_p = jnp.where(use_plx, lnl_m - 0.5 * chi2_p, lnl_m)
     active = c.valid & (c.select_all | (lnl_p > _masked_max(lnl_p, c.valid) + c.ln_init_thresh))
     active = active & c.has_data
-    return MagStage(av_m, rv_m, active, jnp.sum(active, dtype=jnp.int32), n_mag, err_mag)
+    return MagStage(av_m, rv_m, active, jnp.sum(active, dtype=jnp.int32), n_mag, err_mag, mle_m.scale, mle_m.chi2,
+                    *extra)
 
 
 def _flux_stage(c, grid, av, rv, active, max_iter_flux):
@@ -631,17 +634,25 @@ def _flux_stage(c, grid, av, rv, active, max_iter_flux):
 def _finish(c, av, rv, mag, n_flux, lerr, dim_prior):
     """Final scale / Fisher evaluation of every model and brutus's lnl."""
     mle, icov = _scale_fit(c.grid, c.F, c.W, av, rv, True, c.av_ivar, c.rv_ivar, c.one)
-    icov = _icov_matrix(icov, c.one)
+    return _grid_fit(c, av, rv, mle.scale, mle.chi2, _icov_matrix(icov, c.one), mag, n_flux, lerr, dim_prior)
+
+
+def _grid_fit(c, av, rv, scale, chi2, icov, mag, n_flux, lerr, dim_prior):
+    """`GridFit` from the final per-model values: brutus's lnl, convergence flag."""
     # normalised Gaussian for the flux-stage models only (brutus gotcha 3)
-    lnl = -0.5 * mle.chi2 - jnp.where(mag.active, c.log_norm, 0.0)
+    lnl = -0.5 * chi2 - jnp.where(mag.active, c.log_norm, 0.0)
     nd = c.ndim.astype(c.dtype)
     dim_term = 0.5 * (3.0 - nd) * jnp.log(jnp.where(c.has_data, nd, 1.0))
     lnl = lnl - jnp.where(jnp.asarray(dim_prior) & c.has_data, dim_term, 0.0)
     lnl = jnp.where(c.has_data & c.valid, lnl, -jnp.inf)
     converged = c.has_data & (mag.err_mag < 2.5 * c.ltol) & ~(lerr > c.ltol)
-    return GridFit(lnl=lnl, ndim=c.ndim, chi2=mle.chi2, scale=mle.scale, av=av, rv=rv, icov=icov,
+    return GridFit(lnl=lnl, ndim=c.ndim, chi2=chi2, scale=scale, av=av, rv=rv, icov=icov,
                    flux_stage=mag.active, n_iter_mag=mag.n_iter_mag, n_iter_flux=n_flux, converged=converged)
 
 
-# the stage entry points and the batched `fit_stars` live in sedfit_stages (module size)
-from .sedfit_stages import fit_star_finish, fit_star_flux, fit_star_mag, fit_stars  # noqa: E402,F401
+def __getattr__(name):  # the stage entry points and `fit_stars` live in sedfit_stages (module size)
+    if name in ("FluxStage", "fit_star_finish", "fit_star_flux", "fit_star_mag", "fit_stars", "merge_flux",
+                "icov_at", "marginal_scale_err"):
+        from . import sedfit_stages  # lazily: either module may be imported first
+        return getattr(sedfit_stages, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
