@@ -3,7 +3,7 @@
 Usage:  python benchmarks/bench_cluster.py [--nstars 60] [--ripple] [--fit]
         [--neep 250] [--nsmf 6] [--err-floor 0.1] [--warmup 150] [--samples 150] [--max-doublings 6]
         [--measure smooth|brutus] [--chains 2] [--seed 1] [--data-seed 3] [--transform logit|reflect]
-        [--seeds N] [--float32]
+        [--seeds N] [--float32] [--method nuts|smc] [--smc-steps 20] [--smc-reference prior|laplace]
 
 Simulated cluster (``data.toy_population.simulate_cluster``: truth [Fe/H] 0, log age 9.6,
 A_V 0.3, R_V 3.3, 800 pc, 10 % field, 30 % binaries, 0.3-1 % photometry, 0.02-0.1 mas parallaxes)
@@ -18,6 +18,9 @@ there (no terminal rows) and going on to 808.
 
 ``--fit``: `fit_cluster` (``--chains``, ``--measure``, data seed ``--data-seed``) with the given settings; prints the summary, step sizes,
 mean leapfrog steps per draw, timing and min bulk ESS per second.
+
+``--method smc``: tempered SMC instead of NUTS (``--chains`` independent runs of ``--samples``
+particles, ``--smc-steps`` Metropolis steps per temperature; ``--warmup`` unused).
 
 ``--seeds N``: the ``--fit`` settings on N simulated clusters (data seeds 0..N-1, same truth);
 per seed the largest R-hat, divergences, smallest bulk ESS and the truth's posterior quantile per
@@ -72,7 +75,12 @@ def fit(pop, d, a):
                        num_warmup=a.warmup, num_samples=a.samples, seed=a.seed, progress=False,
                        err_floor=a.err_floor, row_measure=a.measure, max_num_doublings=a.max_doublings,
                        priors={"rv": 3.3}, transform=a.transform, dtype="float32" if a.float32 else "float64",
-                       **grids)
+                       method=a.method, smc_mcmc_steps=a.smc_steps, smc_reference=a.smc_reference, **grids)
+
+
+def _steps(dg):
+    """Mean leapfrog steps per draw (NUTS) or tempering steps per run (SMC)."""
+    return float(np.mean(dg["mean_num_steps"] if dg["method"] == "nuts" else dg["smc"]["n_steps"]))
 
 
 def coverage(pop, a):
@@ -83,7 +91,8 @@ def coverage(pop, a):
 
     names = ["feh", "loga", "av", "dist", "field_frac"]
     truth = dict(zip(["feh", "loga", "av", "rv", "dist", "field_frac"], TRUTH))
-    print(f"{a.seeds} clusters ({a.nstars} stars), {a.chains} chains x {a.warmup}+{a.samples}, floor {a.err_floor}, "
+    print(f"{a.seeds} clusters ({a.nstars} stars), {a.method}: {a.chains} chains x {a.warmup}+{a.samples}, "
+          f"floor {a.err_floor}, "
           f"{a.nsmf} SMF x {a.neep} EEP, transform {a.transform or 'default'}")
     print("seed  wall[s]  max R-hat  div  min ESS  steps | truth quantile: " + " ".join(f"{n:>10s}" for n in names))
     qs, ok_r, ok_d = [], 0, 0
@@ -95,13 +104,13 @@ def coverage(pop, a):
             r = fit(pop, d, a)
         dg = r.diagnostics
         rmax = max(dg["rhat"].values())
-        ndiv = int(np.sum(dg["divergences"]))
+        ndiv = int(np.sum(dg.get("divergences", 0)))
         q = [float(np.mean(r.samples[n] < truth[n])) for n in names]
         qs.append(q)
         ok_r += rmax < 1.01
         ok_d += ndiv == 0
         print(f"{k:4d}  {time.perf_counter() - t0:7.0f}  {rmax:9.3f}  {ndiv:3d}  {min(dg['ess_bulk'].values()):7.0f}  "
-              f"{np.mean(dg['mean_num_steps']):5.1f} | " + " ".join(f"{x:10.3f}" for x in q), flush=True)
+              f"{_steps(dg):5.1f} | " + " ".join(f"{x:10.3f}" for x in q), flush=True)
     qs = np.asarray(qs)
     in68 = np.mean((qs > 0.16) & (qs < 0.84), axis=0)
     in95 = np.mean((qs > 0.025) & (qs < 0.975), axis=0)
@@ -131,6 +140,9 @@ def main():
                     help="fit_cluster transform for every parameter (default: fit_cluster's per-parameter defaults)")
     ap.add_argument("--seeds", type=int, default=0, help="fit data seeds 0..N-1 and report coverage")
     ap.add_argument("--float32", action="store_true", help="fit in float32 (default float64)")
+    ap.add_argument("--method", default="nuts", choices=["nuts", "smc"])
+    ap.add_argument("--smc-steps", type=int, default=20, help="SMC: Metropolis steps per temperature")
+    ap.add_argument("--smc-reference", default="prior", choices=["prior", "laplace"])
     a = ap.parse_args()
     print(f"python {platform.python_version()}, jax {jax.__version__} ({jax.default_backend()}), "
           f"{os.cpu_count()} CPU cores")
@@ -149,13 +161,20 @@ def main():
         t0 = time.perf_counter()
         r = fit(pop, d, a)
         dg = r.diagnostics
+        tm = ", ".join(f"{k} {v:.0f}" for k, v in dg["timing"].items())
+        how = (f"warmup/samples {a.warmup}/{a.samples}, max_num_doublings {a.max_doublings}" if a.method == "nuts"
+               else f"SMC {a.chains} runs x {a.samples} particles, {a.smc_steps} moves/temperature")
         print(f"fit_cluster ({a.measure} measure): {a.nstars} stars, {a.nsmf} SMF x {a.neep} EEP, err_floor {a.err_floor}, "
-              f"warmup/samples {a.warmup}/{a.samples}, max_num_doublings {a.max_doublings}: "
-              f"{time.perf_counter() - t0:.0f} s (init {dg['timing']['init']:.0f}, warmup {dg['timing']['warmup']:.0f}, "
-              f"sampling {dg['timing']['sampling']:.0f}); mean leapfrog steps {dg['mean_num_steps']}, "
+              f"{how}: {time.perf_counter() - t0:.0f} s ({tm}); steps {_steps(dg):.1f}, "
               f"min bulk ESS/s {dg['ess_per_s']:.3f}")
         print(r.summary())
         print("truth", TRUTH)
+        if dg["init"] is not None:
+            print("initialisation optima ([Fe/H], log age, A_V, R_V, d, f_field; ln p):")
+            for th, lp in zip(dg["init"]["theta"], dg["init"]["logdensity"]):
+                print("   ", np.array2string(th, precision=3, suppress_small=True), f"{lp:.2f}")
+        if a.method == "smc" and dg["smc"]["reference_means"] is not None:
+            print("SMC reference components (unconstrained means):", dg["smc"]["reference_means"].shape[0])
 
 
 if __name__ == "__main__":

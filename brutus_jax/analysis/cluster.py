@@ -1,4 +1,4 @@
-"""Cluster fits: the population likelihood sampled with blackjax NUTS.
+"""Cluster fits: the population likelihood sampled with blackjax NUTS (or tempered SMC).
 
 brutus leaves sampling ``isochrone_population_loglike`` to the user (emcee,
 hours).  :func:`fit_cluster` returns a converged posterior in one call:
@@ -20,7 +20,9 @@ hours).  :func:`fit_cluster` returns a converged posterior in one call:
    inverse mass matrix (a diagonal one does not mix on cluster likelihoods,
    JAX_NOTES.md), started from the Laplace covariance at the best optimum, ``num_warmup`` then ``num_samples`` per chain, chains run
    on one host thread each (CPU) or vmapped (accelerators); each compiled
-   once per call.
+   once per call.  Or (``method="smc"``, for posteriors with separated modes)
+   adaptive tempered SMC from the prior (or from a mixture of Gaussians at
+   the optima; `cluster_smc`): independent runs take the chains' place.
 4. **Diagnostics**: rank-normalised split R-hat, bulk/tail ESS
    (`diagnostics`), divergences, step sizes, acceptance.  A run is called
    converged only when every free parameter has R-hat < 1.01 and
@@ -32,7 +34,6 @@ hours).  :func:`fit_cluster` returns a converged posterior in one call:
 from __future__ import annotations
 
 import concurrent.futures
-import dataclasses
 import math
 import os
 import sys
@@ -43,83 +44,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from . import cluster_smc
 from . import diagnostics as diag
+from .cluster_result import ClusterResult
 from .cluster_params import PARAMS, build_specs, free_names, log_prior_jacobian, to_theta, to_z
 from .populations import _check_obs, isochrone_population_loglike
 
 __all__ = ["fit_cluster", "cluster_logdensity", "ClusterResult"]
-
-
-@dataclasses.dataclass
-class ClusterResult:
-    """Posterior of a cluster fit.
-
-    Attributes
-    ----------
-    samples : dict name -> array (chains, draws)
-        feh [dex], loga [log10 yr], av [mag], rv, dist [pc], field_frac; fixed
-        parameters are constant arrays.
-    logdensity : array (chains, draws)
-        Log posterior density on the sampled (unconstrained) space.
-    diagnostics : dict
-        ``rhat``, ``ess_bulk``, ``ess_tail`` (dicts keyed like samples, free
-        parameters only), ``divergences``, ``step_size``, ``acceptance``,
-        ``mean_num_steps`` (arrays per chain), ``init`` (the optima found),
-        ``timing`` [s] and ``ess_per_s`` (min bulk ESS / sampling wall time).
-    converged : bool
-    flags : list of str
-        Why the run is not called converged (empty when it is).
-    free, fixed : list of str, dict
-        Sampled parameters; fixed parameters and their values.
-    map_theta : array (6,)
-        The best optimum found during initialisation.
-    """
-
-    samples: dict
-    logdensity: np.ndarray
-    diagnostics: dict
-    converged: bool
-    flags: list
-    free: list
-    fixed: dict
-    map_theta: np.ndarray
-
-    def theta(self):
-        """All draws as theta vectors, shape (chains * draws, 6)."""
-        return np.stack([self.samples[n].ravel() for n in PARAMS], axis=-1)
-
-    def summary_table(self):
-        """dict name -> mean, sd, quantiles, rhat, ess_bulk, ess_tail."""
-        return diag.summarize({n: self.samples[n] for n in self.free})
-
-    def summary(self):
-        """The summary table as text."""
-        head = f"{'param':>10} {'mean':>10} {'sd':>9} {'2.5%':>10} {'50%':>10} {'97.5%':>10} " \
-               f"{'R-hat':>6} {'ESS_bulk':>8} {'ESS_tail':>8}"
-        lines = [head]
-        for n, r in self.summary_table().items():
-            lines.append(f"{n:>10} {r['mean']:10.4g} {r['sd']:9.3g} {r['q2_5']:10.4g} {r['q50']:10.4g} "
-                         f"{r['q97_5']:10.4g} {r['rhat']:6.3f} {r['ess_bulk']:8.0f} {r['ess_tail']:8.0f}")
-        for n, v in self.fixed.items():
-            lines.append(f"{n:>10} {v:10.4g} (fixed)")
-        d = self.diagnostics
-        lines.append(f"divergences {int(np.sum(d['divergences']))}, step sizes "
-                     f"{np.array2string(np.asarray(d['step_size']), precision=3)}, acceptance "
-                     f"{np.array2string(np.asarray(d['acceptance']), precision=2)}; "
-                     + ("converged" if self.converged else "NOT converged: " + "; ".join(self.flags)))
-        return "\n".join(lines)
-
-    def to_arviz(self):
-        """An ``arviz.InferenceData`` (needs the optional ``arviz`` package)."""
-        try:
-            import arviz as az
-        except ImportError as e:  # pragma: no cover - depends on the environment
-            raise ImportError("to_arviz() needs arviz: pip install arviz") from e
-        stats = {"lp": self.logdensity, "diverging": self.diagnostics["diverging"],
-                 "acceptance_rate": self.diagnostics["accept_draws"],
-                 "n_steps": self.diagnostics["n_steps_draws"]}
-        return az.from_dict(posterior={n: self.samples[n] for n in self.free}, sample_stats=stats,
-                            attrs={"fixed": repr(self.fixed), "converged": str(self.converged)})
 
 
 def _prepare_obs(obs_phot, obs_err, parallax, parallax_err, mask, err_floor, dtype):
@@ -142,6 +73,16 @@ def _prepare_obs(obs_phot, obs_err, parallax, parallax_err, mask, err_floor, dty
 _FF_START = 0.1
 #: error floors [mag] of the initialisation's continuation stages (those above err_floor)
 _INIT_FLOORS = (0.3, 0.1, 0.03)
+#: SMC: width factor of the Laplace reference components, most tempering steps
+_SMC_INFLATE = 3.0
+_SMC_MAX_STEPS = 100
+
+
+def _smc_batch(nobj):
+    """Particles evaluated together by SMC: ~2M (object, row) likelihood terms per chunk."""
+    return int(max(1, min(64, 2**21 // max(1500 * int(nobj), 1))))
+
+
 #: L-BFGS stopping rule of the initialisation: a gain below abs + rel * |ln p| nats
 _OPT_TOL = (1e-3, 1e-7)
 
@@ -230,7 +171,8 @@ def fit_cluster(stellarpop, obs_phot, obs_err, parallax=None, parallax_err=None,
                 priors=None, num_chains=4, num_warmup=500, num_samples=500, seed=0, progress=True, *,
                 err_floor=0.02, num_starts=64, num_opt=None, opt_steps=100, chain_method=None,
                 target_accept=0.8, max_num_doublings=10, min_ess=None, dtype=None, row_measure="smooth",
-                transform=None, **likelihood_kwargs):
+                transform=None, method="nuts", smc_reference="prior", smc_mcmc_steps=20, smc_target_ess=0.5,
+                **likelihood_kwargs):
     """Posterior of a coeval cluster's [Fe/H], log age, A_V, R_V, distance and field fraction.
 
     Parameters
@@ -261,7 +203,7 @@ def fit_cluster(stellarpop, obs_phot, obs_err, parallax=None, parallax_err=None,
         ``isochrone_population_loglike``.
     num_starts, num_opt, opt_steps : int
         Initialisation: prior points scored, how many of the best are
-        optimised (default ``num_chains``), most L-BFGS iterations per
+        optimised (default ``num_chains``; SMC: twice that), most L-BFGS iterations per
         continuation stage (it stops earlier after 3 iterations gaining
         < 1e-3 nats).
     chain_method : {"parallel", "sequential", "vectorized"}, optional
@@ -293,7 +235,24 @@ def fit_cluster(stellarpop, obs_phot, obs_err, parallax=None, parallax_err=None,
         Map of each parameter to the sampled space (`cluster_params`).  None:
         the defaults (``dist`` logit; the others "reflect", a fold at the
         box's bounds with unit Jacobian that keeps posteriors which reach a
-        bound, such as A_V near 0, free of exponential tails).
+        bound, such as A_V near 0, free of exponential tails).  ``method="smc"``
+        needs (and defaults to) "logit" everywhere.
+    method : {"nuts", "smc"}
+        "nuts" (default): ``num_chains`` NUTS chains.  "smc": ``num_chains``
+        independent adaptive tempered SMC runs of ``num_samples`` particles
+        each (`cluster_smc`; on CPU one host thread per run; ``num_warmup``, ``chain_method``,
+        ``target_accept`` and ``max_num_doublings`` are not used).  Use it when
+        the posterior has separated modes (NUTS chains then disagree and
+        R-hat stays high): SMC weights the modes by their mass.
+    smc_reference : {"prior", "laplace"}
+        SMC's starting distribution: the prior box (default; finds every mode
+        with prior mass) or a mixture of Gaussians at the distinct optima of
+        the initialisation (fewer tempering steps, ~2.5x faster on the 500-star
+        toy, but blind to modes the optimiser missed: there it returned the
+        wrong one of two modes, benchmarks/README.md).
+    smc_mcmc_steps, smc_target_ess : int, float
+        Random-walk Metropolis steps per tempering step (20) and the ESS
+        fraction that sets each temperature increment (0.5).
     **likelihood_kwargs
         Forwarded to ``isochrone_population_loglike`` (``smf_grid``,
         ``eep_grid``, ``dim_prior``, ``mini_bound``, ``eep_binary_max``,
@@ -303,12 +262,19 @@ def fit_cluster(stellarpop, obs_phot, obs_err, parallax=None, parallax_err=None,
     -------
     ClusterResult
     """
-    import blackjax
     import optax
     from tqdm.auto import tqdm
 
-    if num_chains < 1 or num_samples < 4 or num_warmup < 20:
+    if method not in ("nuts", "smc"):
+        raise ValueError(f"method: 'nuts' or 'smc', got {method!r}")
+    if num_chains < 1 or num_samples < 4 or (method == "nuts" and num_warmup < 20):
         raise ValueError("num_chains >= 1, num_samples >= 4 and num_warmup >= 20 are required")
+    if method == "smc":
+        if smc_reference not in cluster_smc.REFERENCES:
+            raise ValueError(f"smc_reference: one of {cluster_smc.REFERENCES}, got {smc_reference!r}")
+        if not (0.0 < smc_target_ess < 1.0) or int(smc_mcmc_steps) < 1:
+            raise ValueError("smc_target_ess must be in (0, 1) and smc_mcmc_steps >= 1")
+        transform = "logit" if transform is None else transform
     if row_measure not in ("smooth", "brutus"):
         raise ValueError(f"row_measure: 'smooth' or 'brutus', got {row_measure!r}")
     if chain_method is None:
@@ -318,13 +284,16 @@ def fit_cluster(stellarpop, obs_phot, obs_err, parallax=None, parallax_err=None,
     zdtype = jnp.dtype(jnp.float64 if jax.config.jax_enable_x64 else jnp.float32)  # sampler state
     dtype = jnp.dtype(dtype or zdtype)  # likelihood
     specs = build_specs(stellarpop, priors, transform)
+    if method == "smc" and any(sp.transform != "logit" for sp in specs if sp.fixed is None):
+        raise ValueError("transform: method='smc' needs the logit map for every parameter (a reflected "
+                         "parameter has a periodic density that cannot be tempered from a normalised reference)")
     names = free_names(specs)
     nfree = len(names)
     if nfree == 0:
         raise ValueError("priors: every parameter is fixed; nothing to sample")
     obs = _prepare_obs(obs_phot, obs_err, parallax, parallax_err, mask, float(err_floor), dtype)
     popdata = stellarpop.jax_data(dtype) if hasattr(stellarpop, "jax_data") else None
-    num_opt = int(num_opt or num_chains)
+    num_opt = int(num_opt or (num_chains if method == "nuts" else 2 * num_chains))
     min_ess = float(100 * num_chains if min_ess is None else min_ess)
     seed_int = seed if isinstance(seed, (int, np.integer)) else 0
     key = jax.random.key(int(seed)) if isinstance(seed, (int, np.integer)) else seed
@@ -340,87 +309,170 @@ def fit_cluster(stellarpop, obs_phot, obs_err, parallax=None, parallax_err=None,
         return lambda z: ld(z.astype(dtype)).astype(z.dtype)  # float32 likelihood, float64 sampler
 
     timing = {}
-    bar = tqdm(total=2 + (1 if chain_method == "vectorized" else num_chains) + 10, disable=not progress,
+    nbar = 1 if method == "smc" or chain_method == "vectorized" else num_chains
+    bar = tqdm(total=2 + nbar + (10 if method == "nuts" else 0), disable=not progress,
                desc="fit_cluster", file=sys.stderr)
 
     # ---------------------------------------------------------------- 1. initialisation
-    t0 = time.perf_counter()
-    x0 = _init_points(rng, specs, int(num_starts), parallax, parallax_err)
-    z0 = jnp.asarray(to_z(x0, specs), zdtype)
+    def initialise():
+        """Multi-start L-BFGS continuation -> (optima, their ln p, iterations, Laplace covariance,
+        chain starts, the jitted gradient)."""
+        t0 = time.perf_counter()
+        x0 = _init_points(rng, specs, int(num_starts), parallax, parallax_err)
+        z0 = jnp.asarray(to_z(x0, specs), zdtype)
 
-    @jax.jit
-    def score(zs, floor, data, obs_):
-        return jax.lax.map(make_logdensity(data, obs_, floor), zs)
+        @jax.jit
+        def score(zs, floor, data, obs_):
+            return jax.lax.map(make_logdensity(data, obs_, floor), zs)
 
-    # continuation: the starts are scored and optimised with large error floors first (wide
-    # basins, gradients that point to the cluster sequence), then with the requested floor
-    floors = [f for f in _INIT_FLOORS if f > err_floor] + [float(err_floor)]
-    lp0 = np.asarray(score(z0, floors[0], popdata, obs))
-    order = np.argsort(-np.where(np.isfinite(lp0), lp0, -np.inf))[:num_opt]
-    bar.set_postfix_str("optimising")
-    bar.update(1)
-    hold_mask = jnp.asarray([0.0 if n == "field_frac" else 1.0 for n in names], zdtype)
+        # continuation: the starts are scored and optimised with large error floors first (wide
+        # basins, gradients that point to the cluster sequence), then with the requested floor
+        floors = [f for f in _INIT_FLOORS if f > err_floor] + [float(err_floor)]
+        lp0 = np.asarray(score(z0, floors[0], popdata, obs))
+        order = np.argsort(-np.where(np.isfinite(lp0), lp0, -np.inf))[:num_opt]
+        bar.set_postfix_str("optimising")
+        hold_mask = jnp.asarray([0.0 if n == "field_frac" else 1.0 for n in names], zdtype)
 
-    @jax.jit
-    def optimise(zs, floor, hold, data, obs_):
-        """L-BFGS (optax) on -log posterior from each start; gradients of held
-        parameters are zeroed."""
-        ld = make_logdensity(data, obs_, floor)
-        mask = jnp.where(hold, hold_mask, 1.0)
+        @jax.jit
+        def optimise(zs, floor, hold, data, obs_):
+            """L-BFGS (optax) on -log posterior from each start; gradients of held
+            parameters are zeroed."""
+            ld = make_logdensity(data, obs_, floor)
+            mask = jnp.where(hold, hold_mask, 1.0)
 
-        def neg(q):
-            v = -ld(q)
-            return jnp.where(jnp.isfinite(v), v, 1e30)
+            def neg(q):
+                v = -ld(q)
+                return jnp.where(jnp.isfinite(v), v, 1e30)
 
-        opt = optax.lbfgs()
-        vg = optax.value_and_grad_from_state(neg)
+            opt = optax.lbfgs()
+            vg = optax.value_and_grad_from_state(neg)
 
-        def one(z):
-            # at most opt_steps iterations; stop once 3 consecutive ones gain < _OPT_TOL nats
-            # (float32 line searches otherwise spin at the optimum: ~20 evaluations per step)
-            def step(carry):
-                z, st, v_prev, it, flat = carry
-                v, g = vg(z, state=st)
-                g = jnp.where(jnp.isfinite(g), g, 0.0) * mask
-                upd, st = opt.update(g, st, z, value=v, grad=g, value_fn=neg)
-                small = jnp.abs(v_prev - v) < _OPT_TOL[0] + _OPT_TOL[1] * jnp.abs(v)
-                return optax.apply_updates(z, upd), st, v, it + 1, jnp.where(small, flat + 1, 0)
+            def one(z):
+                # at most opt_steps iterations; stop once 3 consecutive ones gain < _OPT_TOL nats
+                # (float32 line searches otherwise spin at the optimum: ~20 evaluations per step)
+                def step(carry):
+                    z, st, v_prev, it, flat = carry
+                    v, g = vg(z, state=st)
+                    g = jnp.where(jnp.isfinite(g), g, 0.0) * mask
+                    upd, st = opt.update(g, st, z, value=v, grad=g, value_fn=neg)
+                    small = jnp.abs(v_prev - v) < _OPT_TOL[0] + _OPT_TOL[1] * jnp.abs(v)
+                    return optax.apply_updates(z, upd), st, v, it + 1, jnp.where(small, flat + 1, 0)
 
-            def going(carry):
-                return (carry[3] < int(opt_steps)) & (carry[4] < 3)
+                def going(carry):
+                    return (carry[3] < int(opt_steps)) & (carry[4] < 3)
 
-            big = jnp.asarray(jnp.inf, z.dtype)
-            z, _, _, it, _ = jax.lax.while_loop(going, step, (z, opt.init(z), big, 0, 0))
-            return z, ld(z), it
+                big = jnp.asarray(jnp.inf, z.dtype)
+                z, _, _, it, _ = jax.lax.while_loop(going, step, (z, opt.init(z), big, 0, 0))
+                return z, ld(z), it
 
-        return jax.lax.map(one, zs)
+            return jax.lax.map(one, zs)
 
-    zs = z0[order]
-    opt_iters = []
-    for k, fl in enumerate(floors):  # the field fraction is held at its start in the first stage
-        zs, lp_opt, its = optimise(zs, fl, k == 0 and len(floors) > 1, popdata, obs)
-        opt_iters.append(np.asarray(its))
-    z_opt, lp_opt = np.asarray(zs), np.asarray(lp_opt)
-    lp_opt = np.where(np.isfinite(lp_opt), lp_opt, -np.inf)
-    rank = np.argsort(-lp_opt)
-    z_opt, lp_opt = z_opt[rank], lp_opt[rank]
-    if not np.isfinite(lp_opt[0]):
-        raise RuntimeError("fit_cluster: no starting point has a finite posterior density; check the "
-                           "photometry units (fluxes 10**(-0.4 mag)), filters and priors")
-    theta_opt = np.asarray(to_theta(jnp.asarray(z_opt), specs)[0])
-    starts = [z_opt[k] if (k < len(z_opt) and lp_opt[k] > lp_opt[0] - 10.0) else z_opt[0]
-              for k in range(num_chains)]
-    # Laplace approximation at the best optimum: the initial dense inverse mass matrix (the
-    # unconstrained scales differ by ~100x, so identity-mass warmup needs ~1000-step trajectories)
-    hess = _fd_hessian(jax.jit(lambda z, data, obs_: jax.grad(make_logdensity(data, obs_))(z)),
-                       np.asarray(z_opt[0], float), dtype, zdtype, popdata, obs)
-    imm0 = _laplace_covariance(hess)
-    chol = np.linalg.cholesky(imm0)
-    zc = jnp.asarray(np.stack(starts) + 0.5 * rng.normal(size=(num_chains, nfree)) @ chol.T, zdtype)
-    timing["init"] = time.perf_counter() - t0
-    bar.update(1)
+        zs = z0[order]
+        opt_iters = []
+        for k, fl in enumerate(floors):  # the field fraction is held at its start in the first stage
+            zs, lp_opt, its = optimise(zs, fl, k == 0 and len(floors) > 1, popdata, obs)
+            opt_iters.append(np.asarray(its))
+        z_opt, lp_opt = np.asarray(zs), np.asarray(lp_opt)
+        lp_opt = np.where(np.isfinite(lp_opt), lp_opt, -np.inf)
+        rank = np.argsort(-lp_opt)
+        z_opt, lp_opt = z_opt[rank], lp_opt[rank]
+        if not np.isfinite(lp_opt[0]):
+            raise RuntimeError("fit_cluster: no starting point has a finite posterior density; check the "
+                               "photometry units (fluxes 10**(-0.4 mag)), filters and priors")
+        starts = [z_opt[k] if (k < len(z_opt) and lp_opt[k] > lp_opt[0] - 10.0) else z_opt[0]
+                  for k in range(num_chains)]
+        # Laplace approximation at the best optimum: the initial dense inverse mass matrix (the
+        # unconstrained scales differ by ~100x, so identity-mass warmup needs ~1000-step trajectories)
+        grad_j = jax.jit(lambda z, data, obs_: jax.grad(make_logdensity(data, obs_))(z))
+        hess = _fd_hessian(grad_j, np.asarray(z_opt[0], float), dtype, zdtype, popdata, obs)
+        imm0 = _laplace_covariance(hess)
+        chol = np.linalg.cholesky(imm0)
+        zc = jnp.asarray(np.stack(starts) + 0.5 * rng.normal(size=(num_chains, nfree)) @ chol.T, zdtype)
+        timing["init"] = time.perf_counter() - t0
+        return z_opt, lp_opt, opt_iters, imm0, zc, grad_j
 
-    # ---------------------------------------------------------------- 2. warmup and sampling
+    if method == "nuts" or smc_reference == "laplace":
+        z_opt, lp_opt, opt_iters, imm0, zc, grad_j = initialise()
+    else:  # SMC from the prior needs no optimum; the best particle stands in for the MAP below
+        timing["init"], z_opt = 0.0, None
+    bar.update(2)
+
+    # ---------------------------------------------------------------- 2. sampling
+    if method == "nuts":
+        pos, logd, extra = _run_nuts(make_logdensity, popdata, obs, zc, imm0, key, timing, bar, num_chains=num_chains,
+                                     num_warmup=num_warmup, num_samples=num_samples, chain_method=chain_method,
+                                     target_accept=target_accept, max_num_doublings=max_num_doublings,
+                                     zdtype=zdtype)
+    else:
+        t0 = time.perf_counter()
+        bar.set_postfix_str("SMC")
+        means = chols = None
+        if smc_reference == "laplace":
+            covs = [imm0] + [_laplace_covariance(_fd_hessian(grad_j, np.asarray(z, float), dtype, zdtype, popdata,
+                                                              obs)) for z in z_opt[1:]]
+            means, chols = cluster_smc.laplace_mixture(z_opt, lp_opt, np.stack(covs), inflate=_SMC_INFLATE)
+        pos, logd, sm = cluster_smc.run_smc(
+            make_logdensity, (popdata, obs), key, rng, num_chains, num_samples, nfree, smc_reference, means, chols,
+            num_mcmc_steps=smc_mcmc_steps, target_ess=smc_target_ess, max_stages=_SMC_MAX_STEPS,
+            batch=_smc_batch(obs[0].shape[0]), dtype=zdtype,
+            workers=min(num_chains, _host_cores()) if jax.default_backend() == "cpu" else 1)
+        timing["smc"] = time.perf_counter() - t0
+        extra = dict(smc=sm)
+        bar.update(1)
+    bar.close()
+
+    # ---------------------------------------------------------------- 3. results and diagnostics
+    theta = np.asarray(to_theta(jnp.asarray(pos), specs)[0], float)
+    samples = {n: theta[..., i] for i, n in enumerate(PARAMS)}
+    free_samples = {n: samples[n] for n in names}
+    rhat = {n: diag.split_rhat(x) for n, x in free_samples.items()}
+    essb = {n: diag.ess_bulk(x) for n, x in free_samples.items()}
+    esst = {n: diag.ess_tail(x) for n, x in free_samples.items()}
+    flags = []
+    bad_r = [n for n, r in rhat.items() if not (r < 1.01)]
+    if bad_r:
+        flags.append("R-hat >= 1.01 for " + ", ".join(f"{n} ({rhat[n]:.3f})" for n in bad_r))
+    low = [n for n in names if not (min(essb[n], esst[n]) >= min_ess)]
+    if low:
+        flags.append(f"ESS < {min_ess:.0f} for " + ", ".join(f"{n} ({min(essb[n], esst[n]):.0f})" for n in low))
+    if method == "nuts" and extra["divergences"].sum() > 0:
+        flags.append(f"{int(extra['divergences'].sum())} divergent transitions")
+    if method == "smc":
+        flags += cluster_smc.smc_flags(extra["smc"], _SMC_MAX_STEPS)
+    if not np.all(np.isfinite(logd)):
+        flags.append("non-finite log density in the draws")
+    converged = not flags
+    if not converged:
+        warnings.warn(f"fit_cluster: the {'chains' if method == 'nuts' else 'SMC runs'} are not converged: "
+                      + "; ".join(flags)
+                      + " (run longer, add err_floor, fix poorly constrained parameters or check the data)",
+                      RuntimeWarning, stacklevel=2)
+    if z_opt is not None:
+        theta_opt = np.asarray(to_theta(jnp.asarray(z_opt), specs)[0])
+        init = dict(theta=theta_opt, logdensity=lp_opt, opt_iterations=np.stack(opt_iters),
+                    starts=np.asarray(to_theta(zc, specs)[0]), laplace_cov=imm0)
+        map_theta = theta_opt[0]
+    else:  # SMC from the prior: no optimisation; the particle of highest density
+        init = None
+        map_theta = theta.reshape(-1, len(PARAMS))[int(np.argmax(np.where(np.isfinite(logd), logd, -np.inf)))]
+    min_essb = min(essb.values())
+    wall = timing["warmup"] + timing["sampling"] if method == "nuts" else timing["smc"]
+    diagnostics = dict(
+        method=method, rhat=rhat, ess_bulk=essb, ess_tail=esst, **extra,
+        init=init,
+        timing=timing, ess_per_s=min_essb / max(wall, 1e-9),
+    )
+    fixed = {s.name: s.fixed for s in specs if s.fixed is not None}
+    return ClusterResult(samples=samples, logdensity=logd, diagnostics=diagnostics, converged=converged,
+                         flags=flags, free=names, fixed=fixed, map_theta=map_theta)
+
+
+def _run_nuts(make_logdensity, popdata, obs, zc, imm0, key, timing, bar, *, num_chains, num_warmup, num_samples,
+              chain_method, target_accept, max_num_doublings, zdtype):
+    """Window adaptation and NUTS sampling of ``num_chains`` chains from ``zc`` ->
+    (positions (chains, draws, d), log densities, NUTS diagnostics dict)."""
+    import blackjax
+
     def warm(k, z, data, obs_):
         wa = blackjax.window_adaptation(blackjax.nuts, make_logdensity(data, obs_), is_mass_matrix_diagonal=False,
                                         initial_inverse_mass_matrix=jnp.asarray(imm0, zdtype),
@@ -494,42 +546,10 @@ def fit_cluster(stellarpop, obs_phot, obs_err, parallax=None, parallax_err=None,
         chunks = [jax.tree_util.tree_map(lambda *a: np.stack(a), *[per_chain[c][b] for c in range(num_chains)])
                   for b in range(nblocks)]
         params = jax.tree_util.tree_map(lambda *a: np.stack([np.asarray(x) for x in a]), *params)
-    bar.close()
     pos, logd, div, acc, nsteps = (np.concatenate(x, axis=1)[:, :num_samples] for x in zip(*chunks))
+    params = {k: np.asarray(v) for k, v in params.items()}
+    nuts = dict(divergences=div.sum(axis=1), diverging=div, step_size=params["step_size"],
+                inverse_mass_matrix=params["inverse_mass_matrix"], acceptance=acc.mean(axis=1), accept_draws=acc,
+                mean_num_steps=nsteps.mean(axis=1), n_steps_draws=nsteps)
+    return pos, logd, nuts
 
-    # ---------------------------------------------------------------- 3. results and diagnostics
-    theta = np.asarray(to_theta(jnp.asarray(pos), specs)[0], float)
-    samples = {n: theta[..., i] for i, n in enumerate(PARAMS)}
-    free_samples = {n: samples[n] for n in names}
-    rhat = {n: diag.split_rhat(x) for n, x in free_samples.items()}
-    essb = {n: diag.ess_bulk(x) for n, x in free_samples.items()}
-    esst = {n: diag.ess_tail(x) for n, x in free_samples.items()}
-    ndiv = div.sum(axis=1)
-    flags = []
-    bad_r = [n for n, r in rhat.items() if not (r < 1.01)]
-    if bad_r:
-        flags.append("R-hat >= 1.01 for " + ", ".join(f"{n} ({rhat[n]:.3f})" for n in bad_r))
-    low = [n for n in names if not (min(essb[n], esst[n]) >= min_ess)]
-    if low:
-        flags.append(f"ESS < {min_ess:.0f} for " + ", ".join(f"{n} ({min(essb[n], esst[n]):.0f})" for n in low))
-    if ndiv.sum() > 0:
-        flags.append(f"{int(ndiv.sum())} divergent transitions")
-    if not np.all(np.isfinite(logd)):
-        flags.append("non-finite log density in the draws")
-    converged = not flags
-    if not converged:
-        warnings.warn("fit_cluster: the chains are not converged: " + "; ".join(flags)
-                      + " (run longer, add err_floor, fix poorly constrained parameters or check the data)",
-                      RuntimeWarning, stacklevel=2)
-    min_essb = min(essb.values())
-    diagnostics = dict(
-        rhat=rhat, ess_bulk=essb, ess_tail=esst, divergences=ndiv, diverging=div,
-        step_size=np.asarray(params["step_size"]), inverse_mass_matrix=np.asarray(params["inverse_mass_matrix"]),
-        acceptance=acc.mean(axis=1), accept_draws=acc, mean_num_steps=nsteps.mean(axis=1), n_steps_draws=nsteps,
-        init=dict(theta=theta_opt, logdensity=lp_opt, opt_iterations=np.stack(opt_iters), starts=np.asarray(to_theta(zc, specs)[0]),
-                  laplace_cov=imm0),
-        timing=timing, ess_per_s=min_essb / max(timing["warmup"] + timing["sampling"], 1e-9),
-    )
-    fixed = {s.name: s.fixed for s in specs if s.fixed is not None}
-    return ClusterResult(samples=samples, logdensity=logd, diagnostics=diagnostics, converged=converged,
-                         flags=flags, free=names, fixed=fixed, map_theta=theta_opt[0])

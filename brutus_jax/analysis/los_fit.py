@@ -86,6 +86,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ..kernels.smc import smc_run
 from . import diagnostics as diag
 from .los_results import LOSFitResult, NCloudsComparison
 from .los_dust import _KERNELS, _check_lims, _check_lognorm_params, _loglike_core, _trunc_lognorm_ppf
@@ -187,104 +188,14 @@ def _loglike_z(z, data, cfg):
 
 
 # ---------------------------------------------------------------------------- tempered SMC
-def _lse(x, axis=-1):
-    m = jax.lax.stop_gradient(jnp.max(x, axis=axis, keepdims=True))
-    m = jnp.where(jnp.isfinite(m), m, 0.0)
-    return jnp.squeeze(m, axis) + jnp.log(jnp.sum(jnp.exp(x - m), axis=axis))
-
-
 def _smc_one(key, data, cfg, num_particles, num_mcmc_steps, target_ess, max_stages):
-    """One adaptive tempered SMC run on one sightline.
-
-    Each iteration mutates the particles at the current inverse temperature beta, then
-    reweights to the next beta (bisection on the ESS), adds the log mean incremental weight
-    to ln Z and resamples; the run ends with a mutation at beta = 1.  The likelihood has a
-    single call site (the Metropolis step; in the first iteration its first step evaluates
-    the prior draws themselves), which halves the compile time.
-
-    Returns (z (N, D), loglike (N,), logz, number of reweightings, final beta, mean acceptance).
-    """
-    n, d = num_particles, cfg.ndim
-    dt = data[0].dtype
-    ll_fn = jax.vmap(lambda q: _loglike_z(q, data, cfg))
+    """One adaptive tempered SMC run (`kernels.smc.smc_run`) on one sightline, from the
+    logistic prior.  Returns (z (N, D), loglike (N,), logz, number of reweightings, final
+    beta, mean acceptance)."""
     key, k0 = jax.random.split(key)
-    z = jax.random.logistic(k0, (n, d), dt)
-    ll = jnp.full((n,), -jnp.inf, dt)
-    lp = _log_prior_z(z)
-    scale0 = 2.38 / math.sqrt(d)
-    jitter = 1e-9 if dt == jnp.float64 else 1e-5
-    log_n = math.log(n)
-
-    def ess_frac(lw):
-        return jnp.exp(2.0 * _lse(lw) - _lse(2.0 * lw) - log_n)
-
-    def cond(st):
-        # stop after the mutation at beta = 1, at the stage cap, or when every weight vanished
-        return ~st[-1] & ((st[6] < max_stages) | (st[4] >= 1.0)) & ~jnp.isneginf(st[5])
-
-    def body(st):
-        key, z, ll, lp, beta, logz, stage, scale, acc_sum, it, _ = st
-        first = it == 0
-        key, km, kr = jax.random.split(key, 3)
-        # ---- mutation at beta: random-walk Metropolis with the particles' covariance
-        zc = z - z.mean(axis=0)
-        cov = zc.T @ zc / (n - 1)
-        cov = cov + jitter * (jnp.trace(cov) / d + 1.0) * jnp.eye(d, dtype=dt)
-        chol = jnp.linalg.cholesky(cov)
-        chol = jnp.where(jnp.all(jnp.isfinite(chol)), chol, 0.1 * jnp.eye(d, dtype=dt))
-
-        def mh(carry, inp):
-            z, ll, lp, nacc = carry
-            k, i = inp
-            k1, k2 = jax.random.split(k)
-            fresh = first & (i == 0)  # evaluate the prior draws (accepted unconditionally)
-            prop = jnp.where(fresh, z, z + scale * jax.random.normal(k1, (n, d), dt) @ chol.T)
-            llp = ll_fn(prop)
-            llp = jnp.where(jnp.isnan(llp), -jnp.inf, llp)
-            lpp = _log_prior_z(prop)
-            la = lpp - lp + beta * (llp - ll)
-            la = jnp.where(jnp.isneginf(llp), -jnp.inf, jnp.where(jnp.isneginf(ll), jnp.inf, la))
-            acc = fresh | (jnp.log(jax.random.uniform(k2, (n,), dt)) < la)
-            nacc = nacc + jnp.where(fresh, 0, jnp.sum(acc, dtype=jnp.int32))
-            return (jnp.where(acc[:, None], prop, z), jnp.where(acc, llp, ll), jnp.where(acc, lpp, lp), nacc), None
-
-        (z, ll, lp, nacc), _ = jax.lax.scan(
-            mh, (z, ll, lp, jnp.zeros((), jnp.int32)),
-            (jax.random.split(km, num_mcmc_steps), jnp.arange(num_mcmc_steps)))
-        nmoves = num_mcmc_steps - first.astype(jnp.int32)
-        rate = jnp.where(nmoves > 0, nacc / (n * jnp.maximum(nmoves, 1)), 0.3)
-        scale = jnp.clip(scale * jnp.exp(2.0 * (rate - 0.3)), 0.02 * scale0, 3.0 * scale0).astype(dt)
-        done = beta >= 1.0
-
-        # ---- reweight to the next beta (ESS of the incremental weights = target_ess N)
-        logw = lambda dl: jnp.where(jnp.isneginf(ll), -jnp.inf, dl * ll)  # noqa: E731
-        rem = 1.0 - beta
-        full = ess_frac(logw(rem)) >= target_ess
-
-        def bisect(_, lohi):
-            lo, hi = lohi
-            mid = 0.5 * (lo + hi)
-            good = ess_frac(logw(mid)) >= target_ess
-            return jnp.where(good, mid, lo), jnp.where(good, hi, mid)
-
-        _, hi = jax.lax.fori_loop(0, 50, bisect, (jnp.zeros((), dt), rem))
-        delta = jnp.where(full | done, rem, hi)
-        lw = logw(delta)
-        logz = jnp.where(done, logz, logz + _lse(lw) - log_n)
-        beta = jnp.where(full | done, 1.0, beta + delta).astype(dt)
-        cdf = jnp.cumsum(jax.nn.softmax(lw))
-        pos = (jax.random.uniform(kr, (), dt) + jnp.arange(n, dtype=dt)) / n
-        idx = jnp.clip(jnp.searchsorted(cdf, pos), 0, n - 1)
-        idx = jnp.where(done, jnp.arange(n), idx)
-        z, ll, lp = z[idx], ll[idx], lp[idx]
-        stage = stage + jnp.where(done, 0, 1)
-        acc_sum = acc_sum + jnp.where(first, 0.0, rate)
-        return key, z, ll, lp, beta, logz, stage, scale, acc_sum, it + 1, done
-
-    st = (key, z, ll, lp, jnp.zeros((), dt), jnp.zeros((), dt), jnp.zeros((), jnp.int32), jnp.asarray(scale0, dt),
-          jnp.zeros((), dt), jnp.zeros((), jnp.int32), jnp.bool_(False))
-    _, z, ll, _, beta, logz, stage, _, acc_sum, it, _ = jax.lax.while_loop(cond, body, st)
-    return z, ll, logz, stage, beta, acc_sum / jnp.maximum(it - 1, 1)
+    z = jax.random.logistic(k0, (num_particles, cfg.ndim), data[0].dtype)
+    return smc_run(key, lambda q: _loglike_z(q, data, cfg), _log_prior_z, z, num_mcmc_steps, target_ess,
+                   max_stages)
 
 
 _z_to_theta_jit = jax.jit(_z_to_theta, static_argnames="cfg")

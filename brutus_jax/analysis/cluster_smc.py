@@ -1,0 +1,156 @@
+"""`fit_cluster(method="smc")`: the cluster posterior by adaptive tempered SMC.
+
+NUTS chains keep the mode proportions they start with: on a posterior with
+two separated modes (the age-[Fe/H]-A_V degeneracy, e.g. 500 members with
+optima 2 nats apart) chains started in different modes never agree and R-hat
+stays high.  Tempered SMC (`brutus_jax.kernels.smc`) moves particles from a
+reference ``q0`` to the posterior and weights the modes by their mass.
+
+* Space: every parameter through its logit (a bijection of the prior box onto
+  R^d; the reflecting fold of the NUTS default has a periodic, non-integrable
+  density that no normalised reference can be tempered into).
+* Reference ``q0`` (``reference=``, `fit_cluster`'s ``smc_reference``):
+
+  - ``"prior"`` (default): uniform in the prior box (logistic in z).  Needs
+    no optimisation (`fit_cluster` skips it) and can find modes an optimiser
+    misses; ~12 tempering steps on the 500-star toy cluster.
+  - ``"laplace"``: an equal-weight mixture of Gaussians centred on
+    the distinct optima of `fit_cluster`'s multi-start initialisation (within
+    ``_MODE_NATS`` of the best; optima closer than 2 Mahalanobis units are
+    merged), each with its Laplace covariance inflated ``inflate`` times in
+    width.  Short path (~5 tempering steps); every mode the optimiser found
+    is represented and the weights decide their shares, but a mode the
+    optimiser missed stays missed: on the 500-star toy cluster (data seed 0)
+    the L-BFGS starts all converged to the lower-likelihood mode (log age
+    9.53, A_V 0.55) and this reference returned it alone, while the prior
+    reference puts most of the mass in the better mode (9.60, 0.25) that
+    includes the truth.
+
+* Output: ``num_chains`` independent SMC runs of ``num_samples`` particles, as
+  (chains, draws) arrays; R-hat across runs checks that independent runs agree
+  (e.g. on the modes' shares).  The particles stay in their genealogical order
+  (systematic resampling keeps the descendants of one ancestor next to each
+  other), so the autocorrelation-based ESS counts related particles as
+  correlated, as for `fit_los_clouds`.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ..kernels.smc import smc_run
+
+__all__ = ["laplace_mixture", "run_smc", "smc_flags", "REFERENCES"]
+
+REFERENCES = ("laplace", "prior")
+#: optima further than this below the best are not given a reference component [nats]
+_MODE_NATS = 20.0
+
+
+def laplace_mixture(z_opt, lp_opt, covs, inflate=2.0):
+    """Distinct optima -> (means (K, d), Cholesky factors (K, d, d)) of the reference mixture.
+
+    ``z_opt`` (M, d) sorted best first with ``lp_opt`` (M,); ``covs`` (M, d, d)
+    their Laplace covariances.  Optima within ``_MODE_NATS`` of the best are
+    kept unless within Mahalanobis distance 2 (under the kept optimum's
+    covariance) of one already kept.
+    """
+    keep = []
+    for k in range(len(z_opt)):
+        if not (np.isfinite(lp_opt[k]) and lp_opt[k] > lp_opt[0] - _MODE_NATS):
+            continue
+        dup = False
+        for j in keep:
+            dz = z_opt[k] - z_opt[j]
+            if float(dz @ np.linalg.solve(covs[j], dz)) < 4.0:
+                dup = True
+                break
+        if not dup:
+            keep.append(k)
+    means = np.stack([z_opt[k] for k in keep])
+    chols = np.stack([np.linalg.cholesky(inflate**2 * covs[k]) for k in keep])
+    return means, chols
+
+
+def _mixture_logpdf(means, chols):
+    """ln of the equal-weight Gaussian mixture with the given means and Cholesky factors."""
+    K, d = means.shape
+    logdet = jnp.sum(jnp.log(jnp.diagonal(chols, axis1=1, axis2=2)), axis=1)
+
+    def logpdf(z):
+        r = jax.vmap(lambda L, m: jax.scipy.linalg.solve_triangular(L, z - m, lower=True))(chols, means)
+        comp = -0.5 * jnp.sum(r * r, axis=1) - logdet - 0.5 * d * math.log(2 * math.pi)
+        return jax.scipy.special.logsumexp(comp) - math.log(K)
+
+    return logpdf
+
+
+def _logistic_logpdf(z):
+    return jnp.sum(jax.nn.log_sigmoid(z) + jax.nn.log_sigmoid(-z))
+
+
+def run_smc(make_logdensity, args, key, rng, num_runs, num_particles, ndim, reference, means=None, chols=None, *,
+            num_mcmc_steps=20, target_ess=0.5, max_stages=100, batch=16, dtype=jnp.float64, workers=1):
+    """Tempered SMC from the chosen reference -> (z (R, N, d), ln pi (R, N), info dict).
+
+    ``make_logdensity(*args)``: z (d,) -> log posterior on the logit space
+    (d = ``ndim``; ``args``, e.g. the data arrays, are passed to the compiled
+    function as arguments, not baked in as constants); ``means``/``chols``:
+    `laplace_mixture` (``reference="laplace"`` only); ``workers`` > 1: the runs
+    on that many host threads (one compiled program; the draws do not depend on it).
+    """
+    R, N, d = int(num_runs), int(num_particles), int(ndim)
+    if reference == "laplace":
+        comp = rng.integers(0, means.shape[0], size=(R, N))
+        z0 = means[comp] + np.einsum("rnij,rnj->rni", chols[comp], rng.normal(size=(R, N, d)))
+        log_ref = _mixture_logpdf(jnp.asarray(means, dtype), jnp.asarray(chols, dtype))
+    elif reference == "prior":
+        u = rng.uniform(1e-9, 1 - 1e-9, size=(R, N, d))
+        z0 = np.log(u) - np.log1p(-u)
+        log_ref = _logistic_logpdf
+    else:
+        raise ValueError(f"smc_reference: one of {REFERENCES}, got {reference!r}")
+
+    @jax.jit
+    def go(keys, z, args):
+        logdensity = make_logdensity(*args)
+
+        def one(k, z_):
+            return smc_run(k, lambda q: logdensity(q) - log_ref(q), log_ref, z_, int(num_mcmc_steps),
+                           float(target_ess), int(max_stages), batch=int(batch))
+
+        return jax.vmap(one)(keys, z)
+
+    keys, z0 = jax.random.split(key, R), jnp.asarray(z0, dtype)
+    if workers <= 1:
+        out = go(keys, z0, args)
+    else:  # one host thread per run (XLA:CPU runs one such program on about one core)
+        with concurrent.futures.ThreadPoolExecutor(max_workers=int(workers)) as pool:
+            parts = list(pool.map(lambda r: jax.block_until_ready(go(keys[r:r + 1], z0[r:r + 1], args)), range(R)))
+        out = [jnp.concatenate(x) for x in zip(*parts)]
+    z, ell, logz, stages, beta, acc = (np.asarray(x) for x in out)
+    log_target = ell + np.asarray(jax.vmap(jax.vmap(log_ref))(jnp.asarray(z, dtype)))
+    uniq = np.array([np.unique(z[r], axis=0).shape[0] / N for r in range(R)])
+    info = dict(log_evidence=logz, n_steps=stages, finished=beta >= 1.0, acceptance=acc,
+                unique_fraction=uniq, reference=reference,
+                reference_means=np.asarray(means) if reference == "laplace" else None)
+    return z, log_target, info
+
+
+def smc_flags(info, max_stages):
+    """Reasons (list of str) not to call an SMC run converged, beyond R-hat / ESS."""
+    flags = []
+    if not np.all(info["finished"]):
+        flags.append(f"SMC did not reach beta = 1 within {max_stages} tempering steps")
+    # not a criterion: the spread of ln Z across runs (reported in the summary).  With few moves per
+    # stage ln Z is biased low by tens of nats in some runs while their posteriors agree (60-star toy,
+    # prior reference, 2 x 96 particles x 8 moves: ln Z -467 and -420, the same 95 % intervals)
+    if np.min(info["unique_fraction"]) < 0.2:
+        flags.append(f"few distinct particles (min fraction {np.min(info['unique_fraction']):.2f}); "
+                     "raise smc_mcmc_steps")
+    return flags
