@@ -391,6 +391,7 @@ def test_staged_equals_fit_star(grid, stars, opts):
     mag_fn = {p: jax.jit(lambda *a, p=p: st.fit_star_mag(grid, *a, precision=p, **opts)) for p in ("icov", "scale_err")}
     flux_fn = {p: jax.jit(lambda *a, p=p: st.fit_star_flux(grid, *a, cap, precision=p, **flux_opts))
                for p in ("icov", "scale_err")}
+    flux_host = jax.jit(lambda f, e, m, mag, idx: st.fit_star_flux(grid, f, e, m, mag, cap, idx=idx, **flux_opts))
     finish = jax.jit(lambda *a: st.fit_star_finish(grid, *a, **flux_opts))
     whole = jax.jit(lambda *a: fit_star(grid, *a, **opts))
     icov_at = jax.jit(lambda *a: st.icov_at(grid, *a, **{k: v for k, v in opts.items() if k.endswith("_gauss")}))
@@ -400,6 +401,10 @@ def test_staged_equals_fit_star(grid, stars, opts):
         mag = mag_fn["icov"](*star, plx[i], plx_err[i])
         fl = flux_fn["icov"](*star, mag)
         merged = st.merge_flux(mag, fl)
+        idx = np.full(cap, grid.nmodel, np.int32)  # the active models found on the host instead
+        nz = np.flatnonzero(np.asarray(mag.active))
+        idx[: nz.size] = nz
+        jax.tree_util.tree_map(np.testing.assert_array_equal, flux_host(*star, mag, idx), fl)
         with np.errstate(invalid="ignore"):  # star 3: icov = diag(0, ., .)
             _assert_same(finish(*star, merged, fl.n_iter_flux, fl.err_flux), ref)
         mag_e = mag_fn["scale_err"](*star, plx[i], plx_err[i])

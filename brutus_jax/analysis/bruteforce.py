@@ -131,20 +131,21 @@ def _stage1_mag(grid, flux, err, mask, plx, plxe, avlim, av_gauss, rvlim, rv_gau
 
 
 @functools.partial(jax.jit, static_argnames=("capacity",), donate_argnames=("mag", "n_flux", "flux_err"))
-def _stage1_flux(ids, grid, flux, err, mask, mag, n_flux, flux_err, avlim, av_gauss, rvlim, rv_gauss, ltol,
+def _stage1_flux(ids, grid, flux, err, mask, mag, n_flux, flux_err, idx, avlim, av_gauss, rvlim, rv_gauss, ltol,
                  ltol_subthresh, *, capacity):
     """Stage 1b (stars ``ids`` (G,) of the batch, vmapped): flux stage of each star on
     its own selected models only, gathered into ``capacity`` slots (one compile per
     capacity bucket and group size).  The results are scattered into the batch's
     `MagStage` ``mag`` and per-star ``n_flux``, ``flux_err`` (B,), all donated:
-    updated in place, no full-grid copy per star."""
-    def one(i):
+    updated in place, no full-grid copy per star.  ``idx`` (G, capacity): the stars'
+    active models from the host (`fit_star_flux`), or None."""
+    def one(i, idx_i):
         mag_i = jax.tree_util.tree_map(lambda x: x[i], mag)  # fit_star_flux reads active, av, rv only
         return fit_star_flux(grid, flux[i], err[i], mask[i], mag_i, capacity, avlim=avlim, av_gauss=av_gauss,
                              rvlim=rvlim, rv_gauss=rv_gauss, ltol=ltol, ltol_subthresh=ltol_subthresh,
-                             precision="scale_err")
+                             precision="scale_err", idx=idx_i)
 
-    fl = jax.vmap(one)(ids)
+    fl = jax.vmap(one)(ids, idx)
     rows = ids[:, None]
 
     def put(x, v):
@@ -198,9 +199,18 @@ def _stage1(grid, lnprior, flux, err, mask, plx, plxe, avlim, av_gauss, rvlim, r
     itemsize = jnp.dtype(flux.dtype).itemsize
     n_flux = jnp.zeros(flux.shape[0], jnp.int32)
     flux_err = jnp.zeros(flux.shape[0], flux.dtype)
+    # on CPU the active models' indices are found by numpy (see `fit_star_flux`)
+    act = np.array(mag.active) if next(iter(mag.active.devices())).platform == "cpu" else None  # a copy: donated
     for cap, ids, n in _groups(caps, lambda c: 32 * c * (nfilt + 4) * itemsize, group_bytes):
-        mag, n_flux, flux_err = _stage1_flux(jnp.asarray(ids), grid, flux, err, mask, mag, n_flux, flux_err, avlim,
-                                             av_gauss, rvlim, rv_gauss, ltol, ltol_subthresh, capacity=int(cap))
+        idx = None
+        if act is not None:
+            idx = np.full((ids.size, cap), nmodel, np.int32)
+            for r, j in enumerate(ids):
+                nz = np.flatnonzero(act[j])[:cap]
+                idx[r, :nz.size] = nz
+            idx = jnp.asarray(idx)
+        mag, n_flux, flux_err = _stage1_flux(jnp.asarray(ids), grid, flux, err, mask, mag, n_flux, flux_err, idx,
+                                             avlim, av_gauss, rvlim, rv_gauss, ltol, ltol_subthresh, capacity=int(cap))
     out = _stage1_finish(grid, lnprior, flux, err, mask, plx, plxe, mag, n_flux, flux_err, avlim, av_gauss, rvlim,
                          rv_gauss, ltol, wt_thresh=wt_thresh, cdf_thresh=cdf_thresh, dim_prior=dim_prior,
                          chunk=chunk)
