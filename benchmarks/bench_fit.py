@@ -1,6 +1,7 @@
 """BruteForce.fit: astro-brutus 1.2.0 vs brutus_jax side by side, same grid, stars and settings.
 
 Usage:  python benchmarks/bench_fit.py [--nstars-jax 256] [--nstars-brutus 16] [--bands 8] [--host-devices N]
+        [--stages] [--no-brutus]
 
 Grid: the MIST grid extended to 0.3-2.3 Msun (>= 600k models; built once and
 cached).  Stars: drawn from grid models with A_V in [0, 2], R_V ~ N(3.3, 0.2),
@@ -49,6 +50,29 @@ def simulate(models, n, seed):
     return flux, err, np.ones_like(flux, bool), plx, pe, coords
 
 
+def _time_stages():
+    """Wrap BruteForce's stage functions to accumulate their wall time (dict name -> s)."""
+    import jax
+
+    from brutus_jax.analysis import bruteforce as bfm
+
+    acc = {}
+
+    def wrap(name, fn):
+        def timed(*a, **k):
+            t0 = time.perf_counter()
+            out = jax.block_until_ready(fn(*a, **k))
+            acc[name] = acc.get(name, 0.0) + time.perf_counter() - t0
+            return out
+
+        timed._cache_size = fn._cache_size
+        return timed
+
+    for name in ("_stage1_mag", "_stage1_flux", "_stage1_finish", "_stage2"):
+        setattr(bfm, name, wrap(name, getattr(bfm, name)))
+    return acc
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--nstars-jax", type=int, default=256)
@@ -56,6 +80,8 @@ def main():
     ap.add_argument("--bands", type=int, default=8, choices=(4, 8))
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--host-devices", type=int, default=1, help="XLA CPU devices (sets XLA_FLAGS before jax loads)")
+    ap.add_argument("--stages", action="store_true", help="also time each stage function (blocks after each call)")
+    ap.add_argument("--no-brutus", action="store_true", help="skip the astro-brutus side")
     args = ap.parse_args()
     if args.host_devices > 1:
         os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
@@ -70,6 +96,7 @@ def main():
     from brutus_jax.data import build_grid, load_models
 
     print(env())
+    stage_t = _time_stages() if args.stages else None
     filters = (["PS_g", "PS_r", "PS_i", "PS_z", "PS_y", "2MASS_J", "2MASS_H", "2MASS_Ks"] if args.bands == 8
                else ["Gaia_G_EDR3", "Gaia_BP_EDR3", "Gaia_RP_EDR3", "2MASS_Ks"])
     mini = np.round(np.arange(0.3, 2.3 + 1e-9, 0.025), 4)
@@ -92,9 +119,14 @@ def main():
             t0 = time.perf_counter()
             bf.fit(flux, err, msk, np.arange(len(flux)), f"{tmp}/jax0_{nd}.h5", **kw)  # compiles every K bucket
             t_first = time.perf_counter() - t0
+            if stage_t is not None:
+                stage_t.clear()
             t0 = time.perf_counter()
             out = bf.fit(flux, err, msk, np.arange(len(flux)), f"{tmp}/jax_{nd}.h5", **kw)
             t_jax = time.perf_counter() - t0
+            if stage_t is not None:
+                print("  per stage (ms/star, each call blocked on): " + ", ".join(
+                    f"{k} {1e3 * v / len(flux):.1f}" for k, v in stage_t.items()))
             with h5py.File(out) as f:
                 ok = np.mean(f["obj_status"][()] == 1)
             print(f"brutus_jax fit on {nd} device(s): {len(flux)} stars in {t_jax:.2f} s -> "
@@ -104,6 +136,8 @@ def main():
                   f"stage2 x{_stage2._cache_size()})")
             jax_ms = 1e3 * t_jax / len(flux)
 
+        if args.no_brutus:
+            return
         try:
             import brutus.analysis
             import brutus.core
