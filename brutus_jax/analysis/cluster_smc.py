@@ -103,6 +103,10 @@ def run_smc(make_logdensity, args, key, rng, num_runs, num_particles, ndim, refe
     function as arguments, not baked in as constants); ``means``/``chols``:
     `laplace_mixture` (``reference="laplace"`` only); ``workers`` > 1: the runs
     on that many host threads (one compiled program; the draws do not depend on it).
+    ``info["log_evidence"]`` (R,): ln of the integral of ``exp(logdensity)`` over z, i.e.
+    ``ln \int L(theta) exp(sum of the priors' logpdfs) dtheta`` over the prior box, with
+    the priors as given (unnormalised: subtract ln(hi - lo) of each uniform parameter for the
+    evidence under normalised uniform priors).
     """
     R, N, d = int(num_runs), int(num_particles), int(ndim)
     if reference == "laplace":
