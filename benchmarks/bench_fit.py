@@ -66,6 +66,7 @@ def _time_stages():
             return out
 
         timed._cache_size = fn._cache_size
+        timed.__wrapped__ = fn
         return timed
 
     for name in ("_stage1_mag", "_stage1_flux", "_stage1_finish", "_stage2"):

@@ -1,17 +1,25 @@
 """BruteForce.fit throughput on whatever device JAX uses (GPU when present), no downloaded data.
 
 Usage:  python benchmarks/bench_fit_device.py [--nstars 1024 4096] [--batch-size 512] [--budget 300]
-                                             [--group-bytes 0 2147483648]
+                                             [--group-bytes 0 2147483648] [--n-feh 72]
+                                             [--stages] [--trace DIR]
 
 Grid: the synthetic MIST-like grid of `brutus_jax.data.synthetic` at brutus scale
-(100 x 100 x 63 lattice -> ~610k models x 8 bands), so the script runs on a
+(100 x 100 x n_feh lattice; n_feh 63 -> ~525k, 72 -> ~600k models x 8 bands), so the script runs on a
 machine without the MIST wheels.  Stars as in bench_fit.py (d 0.2-3 kpc,
 A_V 0-2, 2-3 % errors, parallaxes, random l, b), brutus defaults (Nmc_prior=50,
 Ndraws=250, Galactic prior on), float32.  For each N: a first run (compiles
-every bucket), then a timed second run; prints stars/s and the stage-1 share.
+every bucket), then a timed second run; prints stars/s.  ``--stages``: a third
+run with every stage call blocked on, per-stage ms/star and the host remainder.
+``--trace DIR``: a device trace of one batch (jax.profiler, perfetto JSON in DIR)
+summarised as device time per jitted function and the top kernels.
 """
 
 import argparse
+import collections
+import glob
+import gzip
+import json
 import os
 import sys
 import tempfile
@@ -22,6 +30,33 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(__file__))
 
 
+def summarize_trace(path, top=40):
+    """Device busy time per jitted module and per kernel from a perfetto trace (``path``: .json.gz)."""
+    with gzip.open(path) as fh:
+        d = json.load(fh)
+    ev = d["traceEvents"] if isinstance(d, dict) else d
+    pname = {e["pid"]: e["args"]["name"] for e in ev if e.get("ph") == "M" and e.get("name") == "process_name"}
+    dev = {p for p, n in pname.items() if "/device:" in n and "CPU" not in n}
+    xs = [e for e in ev if e.get("ph") == "X" and e.get("pid") in dev]
+    if not xs:
+        return "no device events in the trace (processes: %s)" % sorted(set(pname.values()))
+    by_mod, by_kernel = collections.Counter(), collections.Counter()
+    for e in xs:
+        a = e.get("args", {})
+        mod = a.get("hlo_module", a.get("hlo_module_name", "?"))
+        by_mod[mod] += e["dur"]
+        by_kernel[(mod, e["name"])] += e["dur"]
+    t0 = min(e["ts"] for e in xs)
+    t1 = max(e["ts"] + e["dur"] for e in xs)
+    busy = sum(by_mod.values())
+    lines = [f"device events {len(xs)}, span {1e-3 * (t1 - t0):.1f} ms, busy {1e-3 * busy:.1f} ms "
+             f"({busy / max(t1 - t0, 1e-9):.0%} of the span; streams may overlap)"]
+    lines += [f"  {1e-3 * v:9.2f} ms  {k}" for k, v in by_mod.most_common(20)]
+    lines.append("top kernels:")
+    lines += [f"  {1e-3 * v:9.2f} ms  {m} :: {k[:120]}" for (m, k), v in by_kernel.most_common(top)]
+    return "\n".join(lines)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--nstars", type=int, nargs="+", default=[1024, 4096])
@@ -30,18 +65,18 @@ def main():
                     help="BruteForce(group_bytes=...) values to compare (0: one star per call)")
     ap.add_argument("--n-feh", type=int, default=63, help="[Fe/H] nodes of the synthetic grid (63: ~525k models)")
     ap.add_argument("--budget", type=float, default=300.0, help="stop starting new sizes after this many s")
+    ap.add_argument("--stages", action="store_true", help="a third run timing each stage (blocked on)")
+    ap.add_argument("--trace", default=None, help="write and summarise a device trace of one batch here")
     args = ap.parse_args()
     t_start = time.perf_counter()
 
     import jax
-    import jax.numpy as jnp
 
-    from bench_fit import env, simulate
+    from bench_fit import _time_stages, env, simulate
     from brutus_jax.analysis import BruteForce
-    from brutus_jax.analysis.bruteforce import _stage1
+    from brutus_jax.analysis import bruteforce as bfm
     from brutus_jax.core import StarGrid
     from brutus_jax.data.synthetic import make_synthetic_grid
-    from brutus_jax.kernels.sedfit import to_band_major
 
     print(env(), flush=True)
     filters = ["PS_g", "PS_r", "PS_i", "PS_z", "PS_y", "2MASS_J", "2MASS_H", "2MASS_Ks"]
@@ -55,8 +90,9 @@ def main():
             break
         bf = BruteForce(grid, verbose=False, group_bytes=gb)
         flux, err, msk, plx, pe, coords = simulate(np.asarray(models), n, seed=1)
+        B = min(args.batch_size, n)
         kw = dict(parallax=plx, parallax_err=pe, data_coords=coords, rstate=7, verbose=False, overwrite=True,
-                  batch_size=min(args.batch_size, n))
+                  batch_size=B)
         with tempfile.TemporaryDirectory() as tmp:
             t0 = time.perf_counter()
             bf.fit(flux, err, msk, np.arange(n), f"{tmp}/a.h5", **kw)
@@ -64,22 +100,28 @@ def main():
             t0 = time.perf_counter()
             bf.fit(flux, err, msk, np.arange(n), f"{tmp}/b.h5", **kw)
             t = time.perf_counter() - t0
-        # stage 1 alone on one batch (magnitude stage, per-star flux stage, final evaluation)
-        B = min(args.batch_size, n)
-        g = to_band_major(np.asarray(models), jnp.float32)
-        f = lambda x: jnp.asarray(x[:B], jnp.float32)  # noqa: E731
-        opts = tuple(jnp.asarray(x, jnp.float32) for x in ((0.0, 20.0), (0.0, 1e6), (1.0, 8.0), (3.32, 0.18),
-                                                           0.03, 0.01, 0.005))
-        lnp = jnp.zeros(models.shape[0], jnp.float32)
-        run1 = lambda: _stage1(g, lnp, f(flux), f(err), jnp.asarray(msk[:B]), f(plx), f(pe), *opts,  # noqa: E731
-                               wt_thresh=1e-3, cdf_thresh=None, dim_prior=True, no_init_thresh=False,
-                               chunk=None if jax.default_backend() != "cpu" else 4, group_bytes=gb)
-        jax.block_until_ready(run1())
-        t1 = time.perf_counter()
-        jax.block_until_ready(run1())
-        s1 = (time.perf_counter() - t1) / B
-        print(f"N={n} group_bytes={gb}: {n / t:.0f} stars/s ({1e3 * t / n:.2f} ms/star; first run incl. compilation "
-              f"{t_first:.1f} s); stage 1 alone {1e3 * s1:.2f} ms/star (batch {B})", flush=True)
+            print(f"N={n} batch={B} group_bytes={gb}: {n / t:.0f} stars/s ({1e3 * t / n:.3f} ms/star; first run "
+                  f"incl. compilation {t_first:.1f} s; compiled stage1_mag x{bfm._stage1_mag._cache_size()}, "
+                  f"flux x{bfm._stage1_flux._cache_size()}, finish x{bfm._stage1_finish._cache_size()}, "
+                  f"stage2 x{bfm._stage2._cache_size()})", flush=True)
+            if args.trace:
+                sub = dict(kw, parallax=plx[:B], parallax_err=pe[:B], data_coords=coords[:B])
+                with jax.profiler.trace(args.trace, create_perfetto_trace=True):
+                    bf.fit(flux[:B], err[:B], msk[:B], np.arange(B), f"{tmp}/t.h5", **sub)
+                paths = sorted(glob.glob(f"{args.trace}/**/perfetto_trace.json.gz", recursive=True))
+                print(f"trace of one batch ({B} stars):\n" + (summarize_trace(paths[-1]) if paths else "none"),
+                      flush=True)
+            if args.stages:
+                acc = _time_stages()
+                t0 = time.perf_counter()
+                bf.fit(flux, err, msk, np.arange(n), f"{tmp}/c.h5", **kw)
+                t = time.perf_counter() - t0
+                for name in acc:  # unwrap
+                    setattr(bfm, name, getattr(bfm, name).__wrapped__)
+                rest = t - sum(acc.values())
+                print(f"  per stage (ms/star, blocked): " + ", ".join(
+                    f"{k} {1e3 * v / n:.3f}" for k, v in acc.items()) + f", host/other {1e3 * rest / n:.3f} "
+                    f"(total {1e3 * t / n:.3f})", flush=True)
 
 
 if __name__ == "__main__":
