@@ -97,6 +97,7 @@ def main():
             t0 = time.perf_counter()
             bf.fit(flux, err, msk, np.arange(n), f"{tmp}/a.h5", **kw)
             t_first = time.perf_counter() - t0
+            print(f"N={n}: first run incl. compilation {t_first:.1f} s", flush=True)
             t0 = time.perf_counter()
             bf.fit(flux, err, msk, np.arange(n), f"{tmp}/b.h5", **kw)
             t = time.perf_counter() - t0

@@ -171,3 +171,34 @@ def test_gather_selected_branches_and_host_gather(rng):
     assert np.all(np.asarray(sel[0])[idx[valid]]) and valid.sum() == nsel[0]
     with pytest.raises(ValueError, match="K=256"):
         selected_indices_host(np.asarray(sel[1]), K)
+
+
+def test_true_indices_equals_nonzero(rng):
+    """The scatter-free static nonzero equals jnp.nonzero(size=, fill_value=) for sparse,
+    dense, empty and full masks, with fewer and more slots than True entries."""
+    from brutus_jax.kernels.selection import true_indices
+
+    n = 5000
+    masks = [rng.random(n) < p for p in (0.0, 0.001, 0.03, 0.5, 1.0)]
+    masks.append(np.zeros(n, bool))
+    masks[-1][[0, n - 1]] = True
+    for m in masks:
+        for size in (1, 7, 256, n):
+            want = np.asarray(jnp.nonzero(jnp.asarray(m), size=size, fill_value=n)[0])
+            got = np.asarray(jax.jit(true_indices, static_argnums=(1, 2))(jnp.asarray(m), size, n))
+            assert got.dtype == np.int32
+            np.testing.assert_array_equal(got, want)
+
+
+def test_searchsorted_unrolled_equals_searchsorted(rng):
+    """The loop-free binary search equals jnp.searchsorted on both sides, with ties,
+    queries outside the range and arrays of length 1 and 2^k +- 1."""
+    from brutus_jax.kernels.selection import searchsorted_unrolled
+
+    for n in (1, 2, 255, 256, 257, 1000):
+        a = np.sort(np.round(rng.uniform(0, 10, n), 1)).astype(np.float32)  # ties
+        v = np.concatenate([a[rng.integers(0, n, 50)], rng.uniform(-1, 11, 50)]).astype(np.float32)
+        for side in ("left", "right"):
+            want = np.asarray(jnp.searchsorted(a, v, side=side))
+            got = np.asarray(jax.jit(searchsorted_unrolled, static_argnums=2)(jnp.asarray(a), jnp.asarray(v), side))
+            np.testing.assert_array_equal(got, want)

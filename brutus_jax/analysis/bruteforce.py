@@ -248,8 +248,9 @@ def _groups(buckets, bytes_per_star, group_bytes=None):
 def _stage2(ids, keys, pre_idx, nsel, sel, lnprob_sel, base, scale, av, rv, icov, feh, loga, plx, plxe, coords, dust_d,
             dust_mu, dust_sd, avlim, rvlim, dust_avlim, shrink, *, K, capped, nmc, ndraws, mode, use_gal, use_dust,
             gal_kwargs):
-    """Stage 2 for stars ``ids`` (G,) of a stage-1 batch with PRNG keys ``keys``
-    (vmapped; one compile per (K bucket, capped) and group size).
+    """Stage 2 for stars ``ids`` (G,) of a stage-1 batch, star ``i`` with PRNG key
+    ``keys[i]`` (``keys`` (B,): the batch's; vmapped; one compile per (K bucket,
+    capped) and group size).
 
     ``capped`` (static, known on the host from the selection sizes): whether the
     group's stars selected more than K models (then K are drawn by ``mode``);
@@ -290,7 +291,7 @@ def _stage2(ids, keys, pre_idx, nsel, sel, lnprob_sel, base, scale, av, rv, icov
             samps_logp=post.draw_logp,
         )
 
-    return jax.vmap(one)(jnp.arange(ids.shape[0]), ids, keys)
+    return jax.vmap(one)(jnp.arange(ids.shape[0]), ids, keys[ids])
 
 
 _fit_star_jit = jax.jit(fit_star, static_argnames=("dim_prior", "init_thresh"))

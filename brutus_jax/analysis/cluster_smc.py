@@ -104,7 +104,7 @@ def run_smc(make_logdensity, args, key, rng, num_runs, num_particles, ndim, refe
     `laplace_mixture` (``reference="laplace"`` only); ``workers`` > 1: the runs
     on that many host threads (one compiled program; the draws do not depend on it).
     ``info["log_evidence"]`` (R,): ln of the integral of ``exp(logdensity)`` over z, i.e.
-    ``ln \int L(theta) exp(sum of the priors' logpdfs) dtheta`` over the prior box, with
+    ``ln int L(theta) exp(sum of the priors' logpdfs) dtheta`` over the prior box, with
     the priors as given (unnormalised: subtract ln(hi - lo) of each uniform parameter for the
     evidence under normalised uniform priors).
     """

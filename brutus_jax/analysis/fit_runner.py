@@ -96,18 +96,20 @@ def fit_batch(bf, ctx, inp, rows, B, key, st, host_gather):
         ks = [(_bucket(int(nsel_h[j]), st["max_models"]), bool(nsel_h[j] > st["max_models"]))
               for j in range(rows.size)]
         sel_h = np.asarray(sel) if host_gather else None
-        res = {}
         # star i: fold_in(key, key_offset + i)
         keys = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(key, jnp.asarray(pad + int(st["key_offset"])))
+        outs = []  # every group is dispatched before any result is read back (no sync per group)
         for (K, capped), ids, n in _groups(ks, lambda k: 24 * k[0] * int(st["Nmc_prior"]) * itemsize,
                                            bf.group_bytes):
             pre = None
             if host_gather and not capped:
                 pre = jnp.asarray(np.stack([selected_indices_host(sel_h[j], K)[0] for j in ids]))
-            o = _stage2(jnp.asarray(ids), keys[ids], pre, nsel, *args2, K=int(K), capped=capped, **static)
+            outs.append((ids, n, _stage2(jnp.asarray(ids), keys, pre, nsel, *args2, K=int(K), capped=capped,
+                                         **static)))
+        res = {}
+        for ids, n, o in jax.device_get(outs):
             for k, v in o.items():
-                v = np.asarray(v)[:n]
-                res.setdefault(k, np.empty((rows.size,) + v.shape[1:], v.dtype))[ids[:n]] = v
+                res.setdefault(k, np.empty((rows.size,) + v.shape[1:], v.dtype))[ids[:n]] = v[:n]
         n = rows.size
         if not st["save_dar_draws"]:
             for k in _DRAW_KEYS:

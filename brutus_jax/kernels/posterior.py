@@ -26,6 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .linalg3 import cholesky3, inverse3
+from .selection import searchsorted_unrolled
 
 __all__ = ["lnd_precision", "standard_normals", "laplace_lnd_draws", "laplace_draws", "MCIntegral", "mc_integrate",
            "draw_posterior", "StarPosterior", "integrate_and_draw", "DrawnPosterior", "integrate_and_draw_lean"]
@@ -191,7 +192,7 @@ def _draw_models(key, valid, lnp, ndraws):
     cdf = jnp.cumsum(w)
     u = jax.random.uniform(key, (ndraws,), dtype=cdf.dtype) * cdf[-1]
     last = jnp.maximum(jnp.sum(w > 0) - 1, 0)
-    idx = jnp.minimum(jnp.searchsorted(cdf, u, side="right"), last)
+    idx = jnp.minimum(searchsorted_unrolled(cdf, u, side="right"), last)
     return log_evid, jnp.where(w[idx] > 0, idx, jnp.argmax(w))
 
 

@@ -23,6 +23,7 @@ from jax import lax
 
 from .sedfit import (DEFAULT_MAX_ITER_FLUX, DEFAULT_MAX_ITER_MAG, _MAG_THRESH_DEFAULT, BandMajorGrid, _flux_stage,
                      _grid_fit, _icov_matrix, _mag_stage, _materialise, _scale_fit, _setup, fit_star)
+from .selection import true_indices
 
 __all__ = ["FluxStage", "fit_star_mag", "fit_star_flux", "merge_flux", "fit_star_finish", "icov_at",
            "marginal_scale_err", "fit_stars"]
@@ -98,7 +99,7 @@ def fit_star_flux(grid, flux, err, mask, mag, capacity, avlim=(0.0, 20.0), av_ga
                False, None)
     nmodel = grid.m0.shape[1]
     if idx is None:
-        idx = jnp.nonzero(mag.active, size=capacity, fill_value=nmodel)[0].astype(jnp.int32)
+        idx = true_indices(mag.active, capacity, nmodel)
     take = jnp.minimum(idx, nmodel - 1)
     sub = BandMajorGrid(*(x[:, take] for x in c.grid))
     av, rv, n_flux, lerr = _flux_stage(c, sub, mag.av[take], mag.rv[take], idx < nmodel, max_iter_flux)
