@@ -490,3 +490,24 @@ def test_resume_without_explicit_seed(synth, tmp_path):
     again = read(path)
     for name in first:
         np.testing.assert_array_equal(first[name], again[name], err_msg=name)
+
+
+def test_default_group_bytes_follows_the_device():
+    """2 GiB on CPU; a tenth of an accelerator's memory (at least 2 GiB); 2 GiB when
+    the backend reports no memory statistics."""
+    from types import SimpleNamespace
+
+    from brutus_jax.analysis.bruteforce import default_group_bytes
+
+    def dev(platform, stats):
+        def memory_stats():
+            if stats is None:
+                raise RuntimeError("no statistics")
+            return stats
+        return SimpleNamespace(platform=platform, memory_stats=memory_stats)
+
+    assert default_group_bytes(jax.devices()[0]) == (2 << 30 if jax.default_backend() == "cpu"
+                                                    else max(2 << 30, jax.devices()[0].memory_stats()["bytes_limit"] // 10))
+    assert default_group_bytes(dev("gpu", {"bytes_limit": 80 * 10**9})) == 8 * 10**9
+    assert default_group_bytes(dev("gpu", {"bytes_limit": 8 * 10**9})) == 2 << 30
+    assert default_group_bytes(dev("gpu", None)) == 2 << 30

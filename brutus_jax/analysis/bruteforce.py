@@ -218,6 +218,21 @@ def _stage1(grid, lnprior, flux, err, mask, plx, plxe, avlim, av_gauss, rvlim, r
     return (fit,) + tuple(out)
 
 
+def default_group_bytes(device):
+    """``group_bytes`` when `BruteForce` is given none: 2 GiB on CPU (measured 1.3x
+    faster than one star per call on 2 cores); on an accelerator a tenth of its
+    memory, at least 2 GiB.  On an H200 with 2 GiB groups a batch of 512 stars made
+    ~54 stage-2 calls whose host dispatch (~1.5 ms each) kept the GPU idle most of
+    the time (benchmarks/README.md); larger groups make fewer calls."""
+    if device.platform == "cpu":
+        return 2 << 30
+    try:
+        limit = int(device.memory_stats()["bytes_limit"])
+    except Exception:  # backends without memory statistics
+        return 2 << 30
+    return max(2 << 30, limit // 10)
+
+
 def _groups(buckets, bytes_per_star, group_bytes=None):
     """Stars of one batch grouped for the per-bucket (vmapped) calls.
 
@@ -226,7 +241,8 @@ def _groups(buckets, bytes_per_star, group_bytes=None):
     star indices padded to a power of two by repeating the first (so a run
     compiles once per bucket and group size, log2 of the batch size at most).
     A group holds at most ``group_bytes / bytes_per_star(bucket)`` stars;
-    ``group_bytes`` defaults to 2 GiB (0: one star per call).  Measured
+    ``group_bytes`` defaults to 2 GiB (0: one star per call; `fit` passes
+    `default_group_bytes` of its device).  Measured
     (benchmarks/README.md): 5.6x faster than one star per call on an H200
     (launch overhead), 1.3x on 2 CPU cores.
     """
@@ -350,7 +366,8 @@ class BruteForce:
     group_bytes : int, optional
         Memory (bytes) for the stars of one batch that share a bucket and are
         vmapped together in the per-star stages (flux stage, stage 2); default
-        2 GiB, 0 for one star per call.  Results do not depend on it.
+        `default_group_bytes` of the device (2 GiB on CPU, a tenth of an
+        accelerator's memory), 0 for one star per call.  Results do not depend on it.
     devices : sequence of jax.Device, optional
         Devices that fit batches of stars in parallel (one host thread each,
         the grid replicated on every one); default all local devices of the

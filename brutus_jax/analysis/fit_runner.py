@@ -70,8 +70,9 @@ def _contexts(bf, devices, lnp_static, feh, loga, st, av_gauss, rv_gauss):
 def fit_batch(bf, ctx, inp, rows, B, key, st, host_gather):
     """Stage 1 and stage 2 of the stars ``rows`` (padded to B) on ``ctx.device`` ->
     dict of output rows (numpy)."""
-    from .bruteforce import _bucket, _chunk, _groups, _stage1, _stage2
+    from .bruteforce import _bucket, _chunk, _groups, _stage1, _stage2, default_group_bytes
 
+    gbytes = bf.group_bytes if bf.group_bytes is not None else default_group_bytes(ctx.device)
     with jax.default_device(ctx.device):
         dt = bf.dtype
         itemsize = jnp.dtype(dt).itemsize
@@ -82,7 +83,7 @@ def fit_batch(bf, ctx, inp, rows, B, key, st, host_gather):
                      f(inp.plx[pad]), f(inp.plxe[pad]), *opts, wt_thresh=st["wt_thresh"],
                      cdf_thresh=st["cdf_thresh"] if st["wt_thresh"] is None else None,
                      dim_prior=bool(st["logl_dim_prior"]), no_init_thresh=st["logl_initthresh"] is None,
-                     chunk=_chunk(), nrows=rows.size, group_bytes=bf.group_bytes)
+                     chunk=_chunk(), nrows=rows.size, group_bytes=gbytes)
         fit, base, lsel, sel, nsel, chi2min, nbands = s1
         nsel_h = np.asarray(nsel)
         args2 = (sel, lsel, base, fit.scale, fit.av, fit.rv, fit.icov, ctx.feh, ctx.loga, f(inp.plx[pad]),
@@ -100,7 +101,7 @@ def fit_batch(bf, ctx, inp, rows, B, key, st, host_gather):
         keys = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(key, jnp.asarray(pad + int(st["key_offset"])))
         outs = []  # every group is dispatched before any result is read back (no sync per group)
         for (K, capped), ids, n in _groups(ks, lambda k: 24 * k[0] * int(st["Nmc_prior"]) * itemsize,
-                                           bf.group_bytes):
+                                           gbytes):
             pre = None
             if host_gather and not capped:
                 pre = jnp.asarray(np.stack([selected_indices_host(sel_h[j], K)[0] for j in ids]))
