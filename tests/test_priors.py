@@ -450,11 +450,13 @@ def test_galactic_factored_equals_full(with_feh, with_age):
         ref = np.asarray(galactic.logp_galactic_structure(d, (ell, b), feh=None if feh is None else feh[:, None],
                                                  loga=None if loga is None else loga[:, None], R_solar=8.0,
                                                  Z_solar=0.02))
-        new = np.asarray(galactic_prior_of_distance(feh, loga, ell, b, R_solar=8.0, Z_solar=0.02)(d))
-        fin = np.isfinite(ref)
-        np.testing.assert_array_equal(np.isfinite(new), fin)
-        np.testing.assert_allclose(new[fin], ref[fin], rtol=1e-12, atol=1e-10)
-        assert np.all(new[~fin] == -np.inf)
+        for stacked in (True, False):  # both layouts of the component terms (BruteForce's vmapped / serial MC)
+            new = np.asarray(galactic_prior_of_distance(feh, loga, ell, b, stacked=stacked, R_solar=8.0,
+                                                        Z_solar=0.02)(d))
+            fin = np.isfinite(ref)
+            np.testing.assert_array_equal(np.isfinite(new), fin)
+            np.testing.assert_allclose(new[fin], ref[fin], rtol=1e-12, atol=1e-10)
+            assert np.all(new[~fin] == -np.inf)
         if with_age:
             assert 0 < fin.mean() < 1  # both finite and excluded (too old) models were exercised
 

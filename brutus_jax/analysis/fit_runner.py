@@ -91,7 +91,8 @@ def fit_batch(bf, ctx, inp, rows, B, key, st, host_gather):
                  opts[0], opts[2], f(inp.dust_avlim), f(st["precision_shrinkage"]))
         static = dict(nmc=int(st["Nmc_prior"]), ndraws=int(st["Ndraws"]), mode=st["subsample_mode"],
                       use_gal=inp.use_gal, use_dust=inp.use_dust,
-                      gal_kwargs=(("R_solar", float(st["R_solar"])), ("Z_solar", float(st["Z_solar"]))))
+                      gal_kwargs=(("R_solar", float(st["R_solar"])), ("Z_solar", float(st["Z_solar"]))),
+                      serial=bf._serial_stage2 if bf._serial_stage2 is not None else ctx.device.platform == "cpu")
         # (K bucket, capped) per star, decided here so that no vmapped group runs both
         # selection branches; on CPU the uncapped selections are gathered by numpy
         ks = [(_bucket(int(nsel_h[j]), st["max_models"]), bool(nsel_h[j] > st["max_models"]))
