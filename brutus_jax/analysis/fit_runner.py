@@ -73,6 +73,8 @@ def fit_batch(bf, ctx, inp, rows, B, key, st, host_gather):
     from .bruteforce import _bucket, _chunk, _groups, _stage1, _stage2, default_group_bytes
 
     gbytes = bf.group_bytes if bf.group_bytes is not None else default_group_bytes(ctx.device)
+    # the stars of a group one after another on CPU (faster there), vmapped on accelerators
+    serial = bf._serial_stars if bf._serial_stars is not None else ctx.device.platform == "cpu"
     with jax.default_device(ctx.device):
         dt = bf.dtype
         itemsize = jnp.dtype(dt).itemsize
@@ -83,7 +85,7 @@ def fit_batch(bf, ctx, inp, rows, B, key, st, host_gather):
                      f(inp.plx[pad]), f(inp.plxe[pad]), *opts, wt_thresh=st["wt_thresh"],
                      cdf_thresh=st["cdf_thresh"] if st["wt_thresh"] is None else None,
                      dim_prior=bool(st["logl_dim_prior"]), no_init_thresh=st["logl_initthresh"] is None,
-                     chunk=_chunk(), nrows=rows.size, group_bytes=gbytes)
+                     chunk=_chunk(), nrows=rows.size, group_bytes=gbytes, serial=serial)
         fit, base, lsel, sel, nsel, chi2min, nbands = s1
         nsel_h = np.asarray(nsel)
         args2 = (sel, lsel, base, fit.scale, fit.av, fit.rv, fit.icov, ctx.feh, ctx.loga, f(inp.plx[pad]),
@@ -92,7 +94,7 @@ def fit_batch(bf, ctx, inp, rows, B, key, st, host_gather):
         static = dict(nmc=int(st["Nmc_prior"]), ndraws=int(st["Ndraws"]), mode=st["subsample_mode"],
                       use_gal=inp.use_gal, use_dust=inp.use_dust,
                       gal_kwargs=(("R_solar", float(st["R_solar"])), ("Z_solar", float(st["Z_solar"]))),
-                      serial=bf._serial_stage2 if bf._serial_stage2 is not None else ctx.device.platform == "cpu")
+                      serial=serial)
         # (K bucket, capped) per star, decided here so that no vmapped group runs both
         # selection branches; on CPU the uncapped selections are gathered by numpy
         ks = [(_bucket(int(nsel_h[j]), st["max_models"]), bool(nsel_h[j] > st["max_models"]))
