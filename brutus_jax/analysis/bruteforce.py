@@ -81,9 +81,13 @@ class _IcovSource(NamedTuple):
 
 
 def _chunk():
-    """Stars vmapped together inside stage 1: small chunks stay in cache on CPU
-    (measured in benchmarks/bench_loglike.py), whole batches on accelerators."""
-    return 4 if jax.default_backend() == "cpu" else None
+    """Stars vmapped together in stage 1's (magnitude stage, finish) calls: whole
+    batches on accelerators; on CPU small chunks that stay in cache (measured in
+    benchmarks/bench_loglike.py), one star at a time in the magnitude stage (MIST
+    grid, one core: 98 ms/star in chunks of 4, 67 one by one; each star leaves
+    its iteration loop when it converges) and 4 in the finish (5 ms/star, 17 one
+    by one)."""
+    return (1, 4) if jax.default_backend() == "cpu" else (None, None)
 
 
 def _mc_priors(plx, plxe, ell, b, feh_k, loga_k, gal_kwargs, dust=None, serial=False):
@@ -193,11 +197,14 @@ def _stage1(grid, lnprior, flux, err, mask, plx, plxe, avlim, av_gauss, rvlim, r
     with the flux stage of each star run on its own selected models only.
     ``nrows``: the real stars of a padded batch (padding rows skip the flux stage
     and keep magnitude-stage values; their results are not used);
-    ``group_bytes``: see `_groups`; ``serial``: see `_stage1_flux`.  Returns ``(fit, base, lnprob_sel, sel, nsel,
+    ``group_bytes``: see `_groups`; ``serial``: see `_stage1_flux`; ``chunk``: stars
+    vmapped together in the magnitude stage and the finish (an int or None for
+    both, or a pair; see `_chunk`).  Returns ``(fit, base, lnprob_sel, sel, nsel,
     chi2min, nbands)``, ``fit`` the final `MagStage` (``av, rv, scale, chi2,
     scale_err`` of every model, (B, Nmodel) each; ``icov``: an `_IcovSource`)."""
+    chunk_mag, chunk_fin = chunk if isinstance(chunk, tuple) else (chunk, chunk)
     mag = _stage1_mag(grid, flux, err, mask, plx, plxe, avlim, av_gauss, rvlim, rv_gauss, ltol, ltol_subthresh,
-                      init_thresh, no_init_thresh=no_init_thresh, chunk=chunk)
+                      init_thresh, no_init_thresh=no_init_thresh, chunk=chunk_mag)
     n_act = np.asarray(mag.n_active)
     nrows = flux.shape[0] if nrows is None else nrows
     nmodel, nfilt = grid.m0.shape[1], grid.m0.shape[0]
@@ -220,7 +227,7 @@ def _stage1(grid, lnprior, flux, err, mask, plx, plxe, avlim, av_gauss, rvlim, r
                                              serial=serial)
     out = _stage1_finish(grid, lnprior, flux, err, mask, plx, plxe, mag, n_flux, flux_err, avlim, av_gauss, rvlim,
                          rv_gauss, ltol, wt_thresh=wt_thresh, cdf_thresh=cdf_thresh, dim_prior=dim_prior,
-                         chunk=chunk)
+                         chunk=chunk_fin)
     fit = mag._replace(icov=_IcovSource(grid, flux, err, mask, av_gauss, rv_gauss))
     return (fit,) + tuple(out)
 
