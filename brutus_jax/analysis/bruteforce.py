@@ -140,7 +140,7 @@ def _stage1_mag(grid, flux, err, mask, plx, plxe, avlim, av_gauss, rvlim, rv_gau
 @functools.partial(jax.jit, static_argnames=("capacity", "serial"), donate_argnames=("mag", "n_flux", "flux_err"))
 def _stage1_flux(ids, grid, flux, err, mask, mag, n_flux, flux_err, idx, avlim, av_gauss, rvlim, rv_gauss, ltol,
                  ltol_subthresh, *, capacity, serial=False):
-    """Stage 1b (stars ``ids`` (G,) of the batch, vmapped): flux stage of each star on
+    """Stage 1b (stars ``ids`` (G,) of the batch, vmapped or mapped): flux stage of each star on
     its own selected models only, gathered into ``capacity`` slots (one compile per
     capacity bucket and group size).  The results are scattered into the batch's
     `MagStage` ``mag`` and per-star ``n_flux``, ``flux_err`` (B,), all donated:
@@ -382,8 +382,9 @@ class BruteForce:
     dtype : jnp dtype, optional
         Compute dtype; default float64 when ``jax_enable_x64`` is on, else float32.
     group_bytes : int, optional
-        Memory (bytes) for the stars of one batch that share a bucket and are
-        vmapped together in the per-star stages (flux stage, stage 2); default
+        Memory (bytes) for the stars of one batch that share a bucket and go
+        through the per-star stages (flux stage, stage 2) in one call (vmapped on
+        accelerators, one after another on CPU); default
         `default_group_bytes` of the device (2 GiB on CPU, a tenth of an
         accelerator's memory), 0 for one star per call.  Results do not depend on it.
     devices : sequence of jax.Device, optional
@@ -406,8 +407,7 @@ class BruteForce:
         self.dtype = dtype or _default_dtype()
         self.group_bytes = group_bytes
         # flux stage and stage 2 over a group of stars: None picks by platform (lax.map on
-        # CPU, vmap elsewhere);
-        # tests set it to compare both paths
+        # CPU, vmap elsewhere); tests set it to compare both paths
         self._serial_stars = None
         self.devices = list(devices) if devices is not None else jax.local_devices()
         if not self.devices:
