@@ -61,8 +61,12 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--nstars", type=int, nargs="+", default=[1024, 4096])
     ap.add_argument("--batch-size", type=int, default=512)
-    ap.add_argument("--group-bytes", type=int, nargs="+", default=[None],
-                    help="BruteForce(group_bytes=...) values to compare (0: one star per call)")
+    ap.add_argument("--group-bytes", nargs="+", default=["auto"],
+                    help="BruteForce(group_bytes=...) values to compare (0: one star per call; auto: the "
+                         "device's default, bruteforce.default_group_bytes)")
+    ap.add_argument("--serial", nargs="+", default=["auto"], choices=["auto", "on", "off"],
+                    help="stars of a group through the flux stage and stage 2 one by one (on: lax.map, the CPU "
+                         "default), vmapped (off: the accelerator default) or by platform (auto); compared in turn")
     ap.add_argument("--n-feh", type=int, default=63, help="[Fe/H] nodes of the synthetic grid (63: ~525k models)")
     ap.add_argument("--budget", type=float, default=300.0, help="stop starting new sizes after this many s")
     ap.add_argument("--stages", action="store_true", help="a third run timing each stage (blocked on)")
@@ -83,12 +87,14 @@ def main():
     models, labels, params, filters = make_synthetic_grid(n_mini=100, n_eep=100, n_feh=args.n_feh, filters=filters)
     grid = StarGrid(models, labels, params, filters=filters, verbose=False)
     print(f"grid: {models.shape[0]:,} models x {len(filters)} bands (synthetic)", flush=True)
-    runs = [(n, gb) for n in args.nstars for gb in args.group_bytes]
-    for n, gb in runs:
+    runs = [(n, None if gb == "auto" else int(gb), sr) for n in args.nstars for gb in args.group_bytes
+            for sr in args.serial]
+    for n, gb, sr in runs:
         if time.perf_counter() - t_start > args.budget:
             print(f"budget reached: skipping N={n}")
             break
         bf = BruteForce(grid, verbose=False, group_bytes=gb)
+        bf._serial_stars = {"auto": None, "on": True, "off": False}[sr]
         flux, err, msk, plx, pe, coords = simulate(np.asarray(models), n, seed=1)
         B = min(args.batch_size, n)
         kw = dict(parallax=plx, parallax_err=pe, data_coords=coords, rstate=7, verbose=False, overwrite=True,
@@ -101,7 +107,7 @@ def main():
             t0 = time.perf_counter()
             bf.fit(flux, err, msk, np.arange(n), f"{tmp}/b.h5", **kw)
             t = time.perf_counter() - t0
-            print(f"N={n} batch={B} group_bytes={gb}: {n / t:.0f} stars/s ({1e3 * t / n:.3f} ms/star; first run "
+            print(f"N={n} batch={B} group_bytes={gb if gb is not None else 'auto'} serial={sr}: {n / t:.0f} stars/s ({1e3 * t / n:.3f} ms/star; first run "
                   f"incl. compilation {t_first:.1f} s; compiled stage1_mag x{bfm._stage1_mag._cache_size()}, "
                   f"flux x{bfm._stage1_flux._cache_size()}, finish x{bfm._stage1_finish._cache_size()}, "
                   f"stage2 x{bfm._stage2._cache_size()})", flush=True)
