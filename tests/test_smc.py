@@ -26,8 +26,8 @@ def _mixture(z):
     return jnp.logaddexp(a, b) - jnp.log(2 * jnp.pi * SIG**2)  # normalised: Z = 1
 
 
-@pytest.fixture(scope="module")
-def mixture_run():
+@pytest.fixture(scope="module", params=[False, True], ids=["rw", "rw+independence"])
+def mixture_run(request):
     s0 = 10.0
 
     def ref(z):
@@ -37,8 +37,8 @@ def mixture_run():
 
     @jax.jit
     def run(keys, z):
-        return jax.vmap(lambda k, q: smc_run(k, lambda x: _mixture(x) - ref(x), ref, q, 10, 0.5, 50, batch=256))(
-            keys, z)
+        return jax.vmap(lambda k, q: smc_run(k, lambda x: _mixture(x) - ref(x), ref, q, 10, 0.5, 50, batch=256,
+                                             independence=request.param))(keys, z)
 
     return run(jax.random.split(jax.random.key(2), 4), z0)
 

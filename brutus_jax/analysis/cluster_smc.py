@@ -126,7 +126,7 @@ def run_smc(make_logdensity, args, key, rng, num_runs, num_particles, ndim, refe
 
         def one(k, z_):
             return smc_run(k, lambda q: logdensity(q) - log_ref(q), log_ref, z_, int(num_mcmc_steps),
-                           float(target_ess), int(max_stages), batch=int(batch))
+                           float(target_ess), int(max_stages), batch=int(batch), independence=True)
 
         return jax.vmap(one)(keys, z)
 

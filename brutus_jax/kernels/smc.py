@@ -15,7 +15,9 @@ al. 2011):
 1. **Move** at the current ``beta``: ``num_mcmc_steps`` random-walk Metropolis
    steps with the Gaussian proposal ``scale * chol(cov)`` from the particles'
    covariance; ``scale`` starts at ``2.38 / sqrt(d)`` and is adapted towards
-   30 % acceptance.  (In the first iteration the first step evaluates the
+   30 % acceptance.  With ``independence=True`` every second step is instead an
+   independence Metropolis-Hastings step from N(particle mean, 2 cov): a global
+   move that crosses a curved ridge in one step (the cluster fits use it).  (In the first iteration the first step evaluates the
    reference draws themselves, so ``ell`` has a single call site: half the
    compile time.)
 2. **Reweight** to the next ``beta``, found by bisection so that the effective
@@ -56,7 +58,7 @@ def lse(x, axis=-1):
     return jnp.squeeze(m, axis) + jnp.log(jnp.sum(jnp.exp(x - m), axis=axis))
 
 
-def smc_run(key, ell_fn, log_ref_fn, z0, num_mcmc_steps, target_ess, max_stages, batch=None):
+def smc_run(key, ell_fn, log_ref_fn, z0, num_mcmc_steps, target_ess, max_stages, batch=None, independence=False):
     """One adaptive tempered SMC run from ``z0`` (N, d) ~ q0.
 
     Parameters
@@ -68,6 +70,9 @@ def smc_run(key, ell_fn, log_ref_fn, z0, num_mcmc_steps, target_ess, max_stages,
     num_mcmc_steps, max_stages : int (static) Metropolis steps per stage; most reweightings.
     target_ess : float, ESS fraction of each reweighting.
     batch : int, optional; particles per ``lax.map`` chunk of ``ell_fn`` (None: all vmapped).
+    independence : bool (static); every second move an independence Metropolis-Hastings
+        step from a Gaussian with the particles' mean and twice their covariance
+        (global moves; the random-walk scale adapts on the random-walk steps only).
 
     Returns
     -------
@@ -104,26 +109,34 @@ def smc_run(key, ell_fn, log_ref_fn, z0, num_mcmc_steps, target_ess, max_stages,
         cov = cov + jitter * (jnp.trace(cov) / d + 1.0) * jnp.eye(d, dtype=dt)
         chol = jnp.linalg.cholesky(cov)
         chol = jnp.where(jnp.all(jnp.isfinite(chol)), chol, 0.1 * jnp.eye(d, dtype=dt))
+        mu = z.mean(axis=0)
+
+        def log_q(x):  # independence proposal N(mu, 2 cov), up to a constant
+            y = jax.scipy.linalg.solve_triangular(chol, (x - mu).T, lower=True)
+            return -0.25 * jnp.sum(y * y, axis=0)
 
         def mh(carry, inp):
             z, ll, lp, nacc = carry
             k, i = inp
             k1, k2 = jax.random.split(k)
             fresh = first & (i == 0)  # evaluate the reference draws (accepted unconditionally)
-            prop = jnp.where(fresh, z, z + scale * jax.random.normal(k1, (n, d), dt) @ chol.T)
+            eps = jax.random.normal(k1, (n, d), dt) @ chol.T
+            indep = independence & (i % 2 == 1)
+            prop = jnp.where(fresh, z, jnp.where(indep, mu + math.sqrt(2.0) * eps, z + scale * eps))
             llp = ll_fn(prop).astype(dt)
             llp = jnp.where(jnp.isnan(llp), -jnp.inf, llp)
             lpp = ref_fn(prop).astype(dt)
-            la = lpp - lp + beta * (llp - ll)
+            la = lpp - lp + beta * (llp - ll) + jnp.where(indep, log_q(z) - log_q(prop), 0.0)
             la = jnp.where(jnp.isneginf(llp), -jnp.inf, jnp.where(jnp.isneginf(ll), jnp.inf, la))
             acc = fresh | (jnp.log(jax.random.uniform(k2, (n,), dt)) < la)
-            nacc = nacc + jnp.where(fresh, 0, jnp.sum(acc, dtype=jnp.int32))
+            nacc = nacc + jnp.where(fresh | indep, 0, jnp.sum(acc, dtype=jnp.int32))
             return (jnp.where(acc[:, None], prop, z), jnp.where(acc, llp, ll), jnp.where(acc, lpp, lp), nacc), None
 
         (z, ll, lp, nacc), _ = jax.lax.scan(
             mh, (z, ll, lp, jnp.zeros((), jnp.int32)),
             (jax.random.split(km, num_mcmc_steps), jnp.arange(num_mcmc_steps)))
-        nmoves = num_mcmc_steps - first.astype(jnp.int32)
+        n_indep = num_mcmc_steps // 2 if independence else 0
+        nmoves = num_mcmc_steps - n_indep - first.astype(jnp.int32)
         rate = jnp.where(nmoves > 0, nacc / (n * jnp.maximum(nmoves, 1)), _ACCEPT_TARGET)
         scale = jnp.clip(scale * jnp.exp(2.0 * (rate - _ACCEPT_TARGET)), 0.02 * scale0, 3.0 * scale0).astype(dt)
         done = beta >= 1.0
