@@ -3,7 +3,7 @@
 Usage:  python benchmarks/bench_cluster.py [--nstars 60] [--ripple] [--fit]
         [--neep 250] [--nsmf 6] [--err-floor 0.1] [--warmup 150] [--samples 150] [--max-doublings 6]
         [--measure smooth|brutus] [--chains 2] [--seed 1] [--data-seed 3] [--transform logit|reflect]
-        [--seeds N] [--float32] [--method nuts|smc] [--smc-steps 10] [--smc-reference prior|laplace]
+        [--seeds N] [--float32] [--method nuts|smc] [--smc-steps 20] [--smc-reference prior|laplace]
 
 Simulated cluster (``data.toy_population.simulate_cluster``: truth [Fe/H] 0, log age 9.6,
 A_V 0.3, R_V 3.3, 800 pc, 10 % field, 30 % binaries, 0.3-1 % photometry, 0.02-0.1 mas parallaxes)
@@ -148,7 +148,7 @@ def main():
     ap.add_argument("--seeds", type=int, default=0, help="fit data seeds 0..N-1 and report coverage")
     ap.add_argument("--float32", action="store_true", help="fit in float32 (default float64)")
     ap.add_argument("--method", default="nuts", choices=["nuts", "smc"])
-    ap.add_argument("--smc-steps", type=int, default=10, help="SMC: Metropolis steps per temperature")
+    ap.add_argument("--smc-steps", type=int, default=20, help="SMC: Metropolis steps per temperature")
     ap.add_argument("--smc-reference", default="prior", choices=["prior", "laplace"])
     a = ap.parse_args()
     print(f"python {platform.python_version()}, jax {jax.__version__} ({jax.default_backend()}), "

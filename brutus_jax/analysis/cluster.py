@@ -171,7 +171,7 @@ def fit_cluster(stellarpop, obs_phot, obs_err, parallax=None, parallax_err=None,
                 priors=None, num_chains=4, num_warmup=500, num_samples=500, seed=0, progress=True, *,
                 err_floor=0.02, num_starts=64, num_opt=None, opt_steps=100, chain_method=None,
                 target_accept=0.8, max_num_doublings=10, min_ess=None, dtype=None, row_measure="smooth",
-                transform=None, method="nuts", smc_reference="prior", smc_mcmc_steps=10, smc_target_ess=0.5,
+                transform=None, method="nuts", smc_reference="prior", smc_mcmc_steps=20, smc_target_ess=0.5,
                 **likelihood_kwargs):
     """Posterior of a coeval cluster's [Fe/H], log age, A_V, R_V, distance and field fraction.
 
@@ -251,11 +251,11 @@ def fit_cluster(stellarpop, obs_phot, obs_err, parallax=None, parallax_err=None,
         toy, but blind to modes the optimiser missed: there it returned the
         wrong one of two modes, benchmarks/README.md).
     smc_mcmc_steps, smc_target_ess : int, float
-        Metropolis steps per tempering step (10: random-walk and independence
+        Metropolis steps per tempering step (20: random-walk and independence
         steps alternating, `kernels.smc.smc_run`) and the ESS fraction that
-        sets each temperature increment (0.5).  On the 60-star toy 10 steps
-        converge in 83 s where random-walk steps alone needed 20 steps and
-        153 s (benchmarks/README.md).
+        sets each temperature increment (0.5).  10 steps are twice as fast
+        and converged on the 60-star toy (83 s) and the 500-star toy, but in
+        only 7 of 10 simulated clusters (benchmarks/README.md).
     **likelihood_kwargs
         Forwarded to ``isochrone_population_loglike`` (``smf_grid``,
         ``eep_grid``, ``dim_prior``, ``mini_bound``, ``eep_binary_max``,
