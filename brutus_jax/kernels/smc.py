@@ -17,9 +17,9 @@ al. 2011):
    covariance; ``scale`` starts at ``2.38 / sqrt(d)`` and is adapted towards
    30 % acceptance.  With ``independence=True`` every second step is instead an
    independence Metropolis-Hastings step from N(particle mean, 2 cov): a global
-   move that crosses a curved ridge in one step (the cluster fits use it).  (In the first iteration the first step evaluates the
-   reference draws themselves, so ``ell`` has a single call site: half the
-   compile time.)
+   move that crosses a curved ridge in one step (the cluster fits use it).  (In
+   the first iteration the first step evaluates the reference draws themselves,
+   so ``ell`` has a single call site: half the compile time.)
 2. **Reweight** to the next ``beta``, found by bisection so that the effective
    sample size of the incremental weights ``exp(dbeta ell)`` is
    ``target_ess`` N (or ``beta = 1`` if that is reached first); ``ln Z``
