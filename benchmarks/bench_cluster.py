@@ -99,7 +99,7 @@ def coverage(pop, a):
           "the 5 % outlier probability that cluster_prob already gives; its field count is fixed, not binomial)")
     print("seed  wall[s]  max R-hat  div  min ESS  steps | truth quantile: " + " ".join(f"{n:>10s}" for n in names))
     qs, ok_r, ok_d = [], 0, 0
-    for k in range(a.seeds):
+    for k in range(a.first_seed, a.first_seed + a.seeds):
         d = simulate_cluster(pop, TRUTH, a.nstars, seed=k)
         t0 = time.perf_counter()
         with warnings.catch_warnings():
@@ -146,6 +146,7 @@ def main():
     ap.add_argument("--transform", default=None, choices=["logit", "reflect"],
                     help="fit_cluster transform for every parameter (default: fit_cluster's per-parameter defaults)")
     ap.add_argument("--seeds", type=int, default=0, help="fit data seeds 0..N-1 and report coverage")
+    ap.add_argument("--first-seed", type=int, default=0, help="with --seeds: start at this data seed")
     ap.add_argument("--float32", action="store_true", help="fit in float32 (default float64)")
     ap.add_argument("--method", default="nuts", choices=["nuts", "smc"])
     ap.add_argument("--smc-steps", type=int, default=20, help="SMC: Metropolis steps per temperature")
