@@ -74,7 +74,8 @@ def fit(pop, d, a):
     grids = dict(smf_grid=np.linspace(0, 1, a.nsmf), eep_grid=np.linspace(202, 808, a.neep))
     return fit_cluster(pop, d["flux"], d["err"], d["parallax"], d["parallax_err"], num_chains=a.chains,
                        num_warmup=a.warmup, num_samples=a.samples, seed=a.seed, progress=False,
-                       cluster_prob=CLUSTER_PROB, err_floor=a.err_floor, row_measure=a.measure, max_num_doublings=a.max_doublings,
+                       cluster_prob=CLUSTER_PROB, err_floor=a.err_floor, row_measure=a.measure,
+                       max_num_doublings=a.max_doublings,
                        priors={"rv": 3.3}, transform=a.transform, dtype="float32" if a.float32 else "float64",
                        method=a.method, smc_mcmc_steps=a.smc_steps, smc_reference=a.smc_reference, **grids)
 

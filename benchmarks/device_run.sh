@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One prepared device check (GPU machine, no network): throughput with a stage breakdown and a
 # device trace on a ~600k-model synthetic grid, a larger batch, group sizes and the serial star loop
-# compared, then the BruteForce/sedfit tests on the GPU.  Writes logs to $OUT (default ./device_out).  Usage: bash benchmarks/device_run.sh
+# compared, then the BruteForce/sedfit tests on the GPU.  Writes logs to $OUT (default ./device_out).
+# Usage: bash benchmarks/device_run.sh
 OUT=${OUT:-device_out}
 mkdir -p "$OUT"
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1

@@ -80,16 +80,6 @@ class _IcovSource(NamedTuple):
     rv_gauss: jax.Array
 
 
-def _chunk():
-    """Stars vmapped together in stage 1's (magnitude stage, finish) calls: whole
-    batches on accelerators; on CPU small chunks that stay in cache (measured in
-    benchmarks/bench_loglike.py), one star at a time in the magnitude stage (MIST
-    grid, one core: 98 ms/star in chunks of 4, 67 one by one; each star leaves
-    its iteration loop when it converges) and 4 in the finish (5 ms/star, 17 one
-    by one)."""
-    return (1, 4) if jax.default_backend() == "cpu" else (None, None)
-
-
 def _mc_priors(plx, plxe, ell, b, feh_k, loga_k, gal_kwargs, dust=None, serial=False):
     """The priors integrated per Monte-Carlo point: ``(f, aux)`` with
     ``f(d, A_V, R_V, aux) -> d.shape``.
@@ -191,18 +181,22 @@ def _stage1_finish(grid, lnprior, flux, err, mask, plx, plxe, mag, n_flux, flux_
 
 
 def _stage1(grid, lnprior, flux, err, mask, plx, plxe, avlim, av_gauss, rvlim, rv_gauss, ltol, ltol_subthresh,
-            init_thresh, *, wt_thresh, cdf_thresh, dim_prior, no_init_thresh, chunk=None, nrows=None,
+            init_thresh, *, wt_thresh, cdf_thresh, dim_prior, no_init_thresh, nrows=None,
             group_bytes=None, serial=False):
     """Stage 1 of a batch: the (scale, A_V, R_V) fit of every model (`fit_star`),
     with the flux stage of each star run on its own selected models only.
     ``nrows``: the real stars of a padded batch (padding rows skip the flux stage
     and keep magnitude-stage values; their results are not used);
-    ``group_bytes``: see `_groups`; ``serial``: see `_stage1_flux`; ``chunk``: stars
-    vmapped together in the magnitude stage and the finish (an int or None for
-    both, or a pair; see `_chunk`).  Returns ``(fit, base, lnprob_sel, sel, nsel,
+    ``group_bytes``: see `_groups`; ``serial`` (the CPU setting): the stars one
+    after another in the flux stage (`_stage1_flux`) and the magnitude stage,
+    and in chunks of 4 in the finish; else (accelerators) the whole batch
+    vmapped in each.  MIST grid, one CPU core: magnitude stage 98 ms/star in
+    chunks of 4, 67 one by one (each star leaves its iteration loop when it
+    converges); finish 5 ms/star in chunks of 4 (small chunks stay in cache,
+    benchmarks/bench_loglike.py), 17 one by one.  Returns ``(fit, base, lnprob_sel, sel, nsel,
     chi2min, nbands)``, ``fit`` the final `MagStage` (``av, rv, scale, chi2,
     scale_err`` of every model, (B, Nmodel) each; ``icov``: an `_IcovSource`)."""
-    chunk_mag, chunk_fin = chunk if isinstance(chunk, tuple) else (chunk, chunk)
+    chunk_mag, chunk_fin = (1, 4) if serial else (None, None)
     mag = _stage1_mag(grid, flux, err, mask, plx, plxe, avlim, av_gauss, rvlim, rv_gauss, ltol, ltol_subthresh,
                       init_thresh, no_init_thresh=no_init_thresh, chunk=chunk_mag)
     n_act = np.asarray(mag.n_active)

@@ -70,10 +70,10 @@ def _contexts(bf, devices, lnp_static, feh, loga, st, av_gauss, rv_gauss):
 def fit_batch(bf, ctx, inp, rows, B, key, st, host_gather):
     """Stage 1 and stage 2 of the stars ``rows`` (padded to B) on ``ctx.device`` ->
     dict of output rows (numpy)."""
-    from .bruteforce import _bucket, _chunk, _groups, _stage1, _stage2, default_group_bytes
+    from .bruteforce import _bucket, _groups, _stage1, _stage2, default_group_bytes
 
     gbytes = bf.group_bytes if bf.group_bytes is not None else default_group_bytes(ctx.device)
-    # the stars of a group one after another on CPU (faster there), vmapped on accelerators
+    # stars one after another on CPU (faster there: `_stage1`, `_stage2`), vmapped on accelerators
     serial = bf._serial_stars if bf._serial_stars is not None else ctx.device.platform == "cpu"
     with jax.default_device(ctx.device):
         dt = bf.dtype
@@ -85,7 +85,7 @@ def fit_batch(bf, ctx, inp, rows, B, key, st, host_gather):
                      f(inp.plx[pad]), f(inp.plxe[pad]), *opts, wt_thresh=st["wt_thresh"],
                      cdf_thresh=st["cdf_thresh"] if st["wt_thresh"] is None else None,
                      dim_prior=bool(st["logl_dim_prior"]), no_init_thresh=st["logl_initthresh"] is None,
-                     chunk=_chunk(), nrows=rows.size, group_bytes=gbytes, serial=serial)
+                     nrows=rows.size, group_bytes=gbytes, serial=serial)
         fit, base, lsel, sel, nsel, chi2min, nbands = s1
         nsel_h = np.asarray(nsel)
         args2 = (sel, lsel, base, fit.scale, fit.av, fit.rv, fit.icov, ctx.feh, ctx.loga, f(inp.plx[pad]),
