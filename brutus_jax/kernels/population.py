@@ -282,8 +282,11 @@ def _chi2_logpdf(chi2, dof):
     ok = dof > 0.0
     a = jnp.where(ok, 0.5 * dof, 1.0)
     am1 = a - 1.0
+    # per-dof constant first (``dof`` is usually (1, n_obj)): gammaln inside the broadcast
+    # would be evaluated for every (row, object) pair
+    const = -gammaln(a) - _LN_2 * a
     xlogy = jnp.where(am1 == 0.0, 0.0, am1 * jnp.log(jnp.where(am1 == 0.0, 1.0, chi2)))
-    return jnp.where(ok, xlogy - 0.5 * chi2 - gammaln(a) - _LN_2 * a, -jnp.inf)
+    return jnp.where(ok, xlogy - 0.5 * chi2 + const, -jnp.inf)
 
 
 @jax.custom_vjp
@@ -518,6 +521,16 @@ def safe_logsumexp(x, axis):
     return jnp.squeeze(jnp.where(any_ok, out, -jnp.inf), axis=axis)
 
 
+def _lse_rows(x):
+    """``logsumexp`` over axis 0 of finite-or-``-inf`` ``x``: ``-inf`` (zero gradient) for an
+    all ``-inf`` column; two passes (maximum, sum of exponentials), no finiteness pass."""
+    m = jax.lax.stop_gradient(jnp.max(x, axis=0))
+    ok = m > -jnp.inf
+    m_s = jnp.where(ok, m, 0.0)
+    s = jnp.sum(jnp.exp(x - m_s[None, :]), axis=0)
+    return jnp.where(ok, m_s + jnp.log(jnp.where(ok, s, 1.0)), -jnp.inf)
+
+
 def marginalize_log_weights(lnl_mixture, log_w):
     """Normalised marginalisation over grid rows (brutus step 5).
 
@@ -587,15 +600,19 @@ def marginalize_mixture_per_object(lnl_cluster, lnl_outlier, log_w, cluster_prob
     log_w = jnp.asarray(log_w)
     wc = cluster_prob * (1.0 - field_fraction)
     wo = 1.0 - wc
-    lc_ok = jnp.isfinite(lc)
     w_ok = jnp.isfinite(log_w)
     lw = jnp.where(w_ok, log_w, 0.0)
-    row_ok = w_ok & ((jnp.any(lc_ok, axis=1) & (wc > 0.0))
+    # The (row, object) terms are computed once into a buffer (optimization_barrier): XLA:CPU has
+    # no multi-output fusion and otherwise re-evaluates the chi-square and its log-pdf in every
+    # consumer (the finiteness tests, the maximum and the sum: 5 passes, 3.5 -> 2 ms for 1500 rows
+    # x 500 objects).  Non-finite cluster terms (-inf; +inf from chi2 = 0 with one dof) are -inf.
+    t = jax.lax.optimization_barrier(jnp.where(jnp.isfinite(lc), lc + lw[:, None], -jnp.inf))
+    row_ok = w_ok & ((jnp.any(t > -jnp.inf, axis=1) & (wc > 0.0))
                      | (jnp.any(jnp.isfinite(lo)) & (wo > 0.0)))
     lw_z = lw if log_sel is None else lw + jnp.asarray(log_sel)  # the normaliser's weights
     ln_z = safe_logsumexp(jnp.where(row_ok, lw_z, -jnp.inf), axis=0)
     z_ok = jnp.isfinite(ln_z)
     ln_z_s = jnp.where(z_ok, ln_z, 0.0)
-    a = safe_logsumexp(jnp.where(row_ok[:, None] & lc_ok, lc + lw[:, None], -jnp.inf), axis=0)
+    a = _lse_rows(jnp.where(row_ok[:, None], t, -jnp.inf))
     out = mixture_loglike(a, lo + ln_z_s, cluster_prob, field_fraction) - ln_z_s
     return jnp.where(z_ok & ~jnp.isnan(out), out, -jnp.inf)
