@@ -2,7 +2,7 @@
 
 Usage:  python benchmarks/bench_cluster_emcee.py [--nstars 60] [--neep 250] [--err-floor 0.1]
         [--data-seed 5] [--chains 4] [--warmup 400] [--samples 500] [--walkers 32] [--steps 4000]
-        [--chain-method sequential|parallel|vectorized]
+        [--chain-method sequential|parallel|vectorized] [--method nuts|smc|both] [--float32]
 
 One simulated cluster (``data.toy_population.simulate_cluster`` on the analytic toy population,
 truth [Fe/H] 0, log age 9.6, A_V 0.3, 800 pc, 10 % field, 30 % binaries; R_V fixed at 3.3), float64,
@@ -12,11 +12,15 @@ floor, the default priors and the unconstrained parametrisation with its Jacobia
 1. NUTS: `fit_cluster` (dense mass matrix, window adaptation); min bulk ESS over the parameters
    divided by the whole wall time (initialisation, warmup and sampling; compilation excluded by a
    short first call).
-2. emcee 3 (``--walkers`` walkers, stretch move, ``vectorize=True`` over one jitted, vmapped call
-   of the same log density), started from NUTS posterior draws (so no burn-in is charged to it);
+2. emcee 3 (``--walkers`` walkers, stretch move, ``vectorize=True`` over one jitted call of the
+   same log density, walkers in ``lax.map`` batches as SMC's particles), started from NUTS posterior draws (so no burn-in is charged to it);
    the first 20 % of the steps are dropped; ESS = kept draws / the largest integrated
    autocorrelation time (``emcee.autocorr.integrated_time``) and, as a check, the rank-normalised
    bulk ESS with walkers as chains.
+   With ``--method smc``/``both``: `fit_cluster(method="smc")` with its defaults (``--chains`` runs of
+   ``--smc-particles`` particles, 20 moves per temperature) in the same way; emcee then starts from
+   the SMC draws when NUTS is not run (SMC's wall time includes its compilation).  ``--float32``: every sampler on the float32 likelihood
+   (`fit_cluster(dtype="float32")`; emcee on the same function cast to float32 and back).
 3. emcee on astro-brutus's likelihood (what users run today): the same emcee run with brutus's row
    measure (``row_measure="brutus"``, equal to astro-brutus's value to 1e-15) gives ESS per
    log-density evaluation; astro-brutus's own time per evaluation (numpy, on the duck-typed toy
@@ -36,7 +40,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 from brutus_jax.analysis import fit_cluster  # noqa: E402
-from brutus_jax.analysis.cluster import cluster_logdensity  # noqa: E402
+from brutus_jax.analysis.cluster import _smc_batch, cluster_logdensity  # noqa: E402
 from brutus_jax.analysis.cluster_params import build_specs, to_theta, to_z  # noqa: E402
 from brutus_jax.analysis.diagnostics import ess_bulk  # noqa: E402
 from brutus_jax.data.toy_population import ToyPopulation, simulate_cluster  # noqa: E402
@@ -44,17 +48,24 @@ from brutus_jax.data.toy_population import ToyPopulation, simulate_cluster  # no
 TRUTH = np.array([0.0, 9.6, 0.3, 3.3, 800.0, 0.1])
 
 
-def logposterior(pop, d, specs, floor, measure, grids):
-    """`fit_cluster`'s own log posterior (`cluster_logdensity`) and the floored errors."""
-    obs = (d["flux"], d["err"], d["parallax"], d["parallax_err"], None)
+def logposterior(pop, d, specs, floor, measure, grids, dtype=jnp.float64):
+    """`fit_cluster`'s own log posterior (`cluster_logdensity`, likelihood in ``dtype``, float64
+    in and out) and the floored errors."""
+    obs = tuple(None if x is None else jnp.asarray(x, dtype)
+                for x in (d["flux"], d["err"], d["parallax"], d["parallax_err"], None))
     err = np.sqrt(d["err"] ** 2 + (floor * np.log(10) / 2.5 * d["flux"]) ** 2)
-    return cluster_logdensity(pop, specs, obs, floor, row_measure=measure, **grids), err
+    lp = cluster_logdensity(pop, specs, obs, floor, row_measure=measure, **grids)
+    if dtype == jnp.float64:
+        return lp, err
+    return (lambda z: lp(z.astype(dtype)).astype(jnp.float64)), err
 
 
-def run_emcee(lp, z0, steps, seed):
+def run_emcee(lp, z0, steps, seed, batch):
+    """emcee with the walkers evaluated ``batch`` at a time (``lax.map``, as `fit_cluster`'s SMC
+    evaluates its particles: vmapping all 32 walkers of a 500-star cluster is 2.6x slower on CPU)."""
     import emcee
 
-    f = jax.jit(jax.vmap(lp))
+    f = jax.jit(lambda z: jax.lax.map(lp, z, batch_size=batch))
     f(jnp.asarray(z0)).block_until_ready()  # compile
     nw, nd = z0.shape
     s = emcee.EnsembleSampler(nw, nd, lambda z: np.asarray(f(jnp.asarray(z))), vectorize=True)
@@ -81,6 +92,9 @@ def main():
     ap.add_argument("--walkers", type=int, default=32)
     ap.add_argument("--steps", type=int, default=4000)
     ap.add_argument("--max-doublings", type=int, default=8)
+    ap.add_argument("--method", default="nuts", choices=["nuts", "smc", "both"], help="fit_cluster sampler(s)")
+    ap.add_argument("--smc-particles", type=int, default=200, help="SMC particles per run")
+    ap.add_argument("--float32", action="store_true", help="float32 likelihood for every sampler")
     ap.add_argument("--chain-method", default=None, choices=["sequential", "parallel", "vectorized"],
                     help="fit_cluster chain_method (default: fit_cluster's)")
     a = ap.parse_args()
@@ -99,26 +113,39 @@ def main():
     # spread over several copies of fit_cluster's folded, periodic space would not); NUTS uses
     # fit_cluster's defaults.  The posterior in the physical parameters is the same.
     specs = build_specs(pop, priors, transform="logit")
+    dtype = jnp.float32 if a.float32 else jnp.float64
     fit = dict(num_chains=a.chains, progress=False, err_floor=a.err_floor, priors=priors,
-               max_num_doublings=a.max_doublings, chain_method=a.chain_method, **grids)
-    print(f"{a.nstars} stars, {a.nsmf} SMF x {a.neep} EEP rows, error floor {a.err_floor} mag, data seed {a.data_seed}")
+               max_num_doublings=a.max_doublings, chain_method=a.chain_method, dtype=jnp.dtype(dtype).name, **grids)
+    print(f"{a.nstars} stars, {a.nsmf} SMF x {a.neep} EEP rows, error floor {a.err_floor} mag, data seed "
+          f"{a.data_seed}, likelihood {jnp.dtype(dtype).name}")
+    obs = (d["flux"], d["err"], d["parallax"], d["parallax_err"])
+    ess_s = {}
+    r = None
+    for method in (("nuts", "smc") if a.method == "both" else (a.method,)):
+        # NUTS: a short first call compiles everything; SMC compiles inside every fit_cluster call
+        # (counted, as a user meets it)
+        if method == "nuts":
+            fit_cluster(pop, *obs, num_warmup=20, num_samples=4, num_starts=8, seed=99, **dict(fit, num_chains=1))
+        t0 = time.perf_counter()
+        if method == "nuts":
+            r = fit_cluster(pop, *obs, num_warmup=a.warmup, num_samples=a.samples, seed=1, **fit)
+        else:
+            r = fit_cluster(pop, *obs, num_samples=a.smc_particles, seed=1, method="smc", **fit)
+        t_m = time.perf_counter() - t0
+        dg = r.diagnostics
+        ess_m = min(dg["ess_bulk"].values())
+        ess_s[method] = ess_m / t_m
+        if method == "nuts":
+            how = (f"NUTS ({a.chains} chains, {a.warmup}+{a.samples}): {t_m:.1f} s (init {dg['timing']['init']:.1f}, "
+                   f"warmup {dg['timing']['warmup']:.1f}, sampling {dg['timing']['sampling']:.1f}); divergences "
+                   f"{int(np.sum(dg['divergences']))}; leapfrog steps/draw {np.round(dg['mean_num_steps'], 1)}")
+        else:
+            how = (f"SMC ({a.chains} runs x {a.smc_particles} particles, fit_cluster defaults): {t_m:.1f} s; "
+                   f"tempering steps {dg['smc']['n_steps']}")
+        print(f"\n{how}; max R-hat {max(dg['rhat'].values()):.3f}; min bulk ESS {ess_m:.0f}; converged {r.converged}")
+        print(f"  {method}: {ess_s[method]:.2f} ESS/s over the whole wall time")
 
-    # 1. NUTS (a short first call compiles everything)
-    fit_cluster(pop, d["flux"], d["err"], d["parallax"], d["parallax_err"], num_warmup=20, num_samples=4,
-                num_starts=8, seed=99, **dict(fit, num_chains=1))
-    t0 = time.perf_counter()
-    r = fit_cluster(pop, d["flux"], d["err"], d["parallax"], d["parallax_err"], num_warmup=a.warmup,
-                    num_samples=a.samples, seed=1, **fit)
-    t_nuts = time.perf_counter() - t0
-    dg = r.diagnostics
-    ess_n = min(dg["ess_bulk"].values())
-    print(f"\nNUTS ({a.chains} chains, {a.warmup}+{a.samples}): {t_nuts:.1f} s (init {dg['timing']['init']:.1f}, "
-          f"warmup {dg['timing']['warmup']:.1f}, sampling {dg['timing']['sampling']:.1f}); divergences "
-          f"{int(np.sum(dg['divergences']))}; max R-hat {max(dg['rhat'].values()):.3f}; min bulk ESS {ess_n:.0f}; "
-          f"leapfrog steps/draw {np.round(dg['mean_num_steps'], 1)}; converged {r.converged}")
-    print(f"  NUTS: {ess_n / t_nuts:.2f} ESS/s over the whole wall time")
-
-    # 2./3. emcee on the same posterior, started from NUTS draws
+    # 2./3. emcee on the same posterior, started from the last sampler's draws
     names = r.free
     draws = np.stack([r.samples[n].reshape(-1) for n in names], axis=-1)
     rng = np.random.default_rng(2)
@@ -126,8 +153,8 @@ def main():
     z0 = np.asarray(to_z(jnp.asarray(th0), specs))
     res = {}
     for measure in ("smooth", "brutus"):
-        lp, err = logposterior(pop, d, specs, a.err_floor, measure, grids)
-        chain, wall, tau, ess_tau, acc = run_emcee(lp, z0, a.steps, seed=3)
+        lp, err = logposterior(pop, d, specs, a.err_floor, measure, grids, dtype)
+        chain, wall, tau, ess_tau, acc = run_emcee(lp, z0, a.steps, seed=3, batch=_smc_batch(a.nstars))
         theta = np.asarray(to_theta(jnp.asarray(chain), specs)[0])
         free_idx = [i for i, s in enumerate(specs) if s.fixed is None]
         ess_rank = min(float(ess_bulk(np.swapaxes(theta[..., i], 0, 1))) for i in free_idx)
@@ -158,8 +185,9 @@ def main():
     ess_s_b = ess_tau / (nevals * t_b)
     print(f"\nastro-brutus likelihood: {t_b * 1e3:.1f} ms per evaluation (median of 5) -> emcee on it: "
           f"{ess_s_b:.4f} ESS/s ({nevals * t_b / 3600:.1f} h for the same run)")
-    print(f"\nNUTS / emcee (same jitted likelihood): {ess_n / t_nuts / (res['smooth'][0] / res['smooth'][1]):.1f}x;"
-          f" NUTS / emcee on astro-brutus's likelihood: {ess_n / t_nuts / ess_s_b:.0f}x")
+    for method, v in ess_s.items():
+        print(f"\n{method} / emcee (same jitted likelihood): {v / (res['smooth'][0] / res['smooth'][1]):.1f}x; "
+              f"{method} / emcee on astro-brutus's likelihood: {v / ess_s_b:.1f}x")
 
 
 if __name__ == "__main__":
