@@ -552,27 +552,32 @@ def _mag_stage(c, parallax, parallax_err, max_iter_mag, final=None):
         for j in range(nfilt):
             rj = res[j] - av_drv * grid.b[j]
             chi2 = chi2 + rj * rj * WM[j]
-        return av, rv, dav, drv, _materialise(-0.5 * chi2, c.one)
+        return av, rv, dav, drv, -0.5 * chi2
+
+    def mag_err(state):
+        """max(|dA_V|, |dR_V|) of the last step over the models within ln(init_thresh) of the best."""
+        _, _, it, logwt, step = state
+        near = c.valid & (logwt > _masked_max(logwt, c.valid) + c.ln_init_thresh)
+        return jnp.where(it == 0, jnp.inf, _masked_max(step, near))
 
     def mag_cond(state):
-        _, _, it, err_ = state
         # brutus stops when err < tol; a NaN err (impossible: NaN is masked) would stop too
-        return c.has_data & (it < max_iter_mag) & (err_ >= mag_tol)
+        return c.has_data & (state[2] < max_iter_mag) & (mag_err(state) >= mag_tol)
 
     def mag_body(state):
-        av, rv, it, _ = state
+        av, rv, it, _, _ = state
         av, rv, dav, drv, logwt = mag_step(av, rv)
-        best = _masked_max(logwt, c.valid)
-        near = c.valid & (logwt > best + c.ln_init_thresh)
-        # one reduction (each extra one re-evaluates the whole step on XLA:CPU)
-        err_ = _masked_max(jnp.maximum(jnp.abs(dav), jnp.abs(drv)), near)
-        return av, rv, it + 1, err_
+        # logwt and the step size are loop-carried buffers and the convergence test (`mag_err`)
+        # runs in the loop condition: computed in the body, the test re-ran the 8-band
+        # chi-square instead of reading logwt (XLA:CPU duplicates cheap producers; one grid
+        # pass of four per iteration)
+        return av, rv, it + 1, logwt, jnp.maximum(jnp.abs(dav), jnp.abs(drv))
 
     av0 = jnp.full((nmodel,), av_mean, dtype)
     rv0 = jnp.full((nmodel,), rv_mean, dtype)
-    av_m, rv_m, n_mag, err_mag = lax.while_loop(
-        mag_cond, mag_body, (av0, rv0, jnp.asarray(0, jnp.int32), jnp.asarray(jnp.inf, dtype))
-    )
+    state = lax.while_loop(mag_cond, mag_body, (av0, rv0, jnp.asarray(0, jnp.int32), av0, av0))
+    av_m, rv_m, n_mag = state[:3]
+    err_mag = mag_err(state)
     mle_m, extra = _scale_fit(grid, c.F, c.W, av_m, rv_m, final is not None, av_ivar, rv_ivar, c.one), (None, None)
     if final is not None:
         mle_m, extra = mle_m[0], final(mle_m[1], c.one)
