@@ -13,14 +13,16 @@ floor, the default priors and the unconstrained parametrisation with its Jacobia
    divided by the whole wall time (initialisation, warmup and sampling; compilation excluded by a
    short first call).
 2. emcee 3 (``--walkers`` walkers, stretch move, ``vectorize=True`` over one jitted call of the
-   same log density, walkers in ``lax.map`` batches as SMC's particles), started from NUTS posterior draws (so no burn-in is charged to it);
+   same log density, walkers in ``lax.map`` batches as SMC's particles), started from NUTS
+   posterior draws (so no burn-in is charged to it);
    the first 20 % of the steps are dropped; ESS = kept draws / the largest integrated
    autocorrelation time (``emcee.autocorr.integrated_time``) and, as a check, the rank-normalised
    bulk ESS with walkers as chains.
    With ``--method smc``/``both``: `fit_cluster(method="smc")` with its defaults (``--chains`` runs of
    ``--smc-particles`` particles, 20 moves per temperature) in the same way; emcee then starts from
-   the SMC draws when NUTS is not run (SMC's wall time includes its compilation).  ``--float32``: every sampler on the float32 likelihood
-   (`fit_cluster(dtype="float32")`; emcee on the same function cast to float32 and back).
+   the SMC draws when NUTS is not run (SMC's wall time includes its compilation).  ``--float32``:
+   every sampler on the float32 likelihood (`fit_cluster(dtype="float32")`; emcee on the same
+   function cast to float32 and back).
 3. emcee on astro-brutus's likelihood (what users run today): the same emcee run with brutus's row
    measure (``row_measure="brutus"``, equal to astro-brutus's value to 1e-15) gives ESS per
    log-density evaluation; astro-brutus's own time per evaluation (numpy, on the duck-typed toy
