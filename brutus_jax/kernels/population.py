@@ -511,24 +511,16 @@ def mixture_loglike(lnl_cluster, lnl_outlier, cluster_prob, field_fraction):
 def safe_logsumexp(x, axis):
     """``logsumexp`` that returns ``-inf`` (zero gradient) for all-(-inf) slices.
 
-    Non-finite entries (NaN, +/-inf) are treated as ``-inf``.
+    Non-finite entries (NaN, +/-inf) are treated as ``-inf``.  Two passes over
+    ``x`` (maximum, sum of exponentials): no separate finiteness reduction.
     """
-    ok = jnp.isfinite(x)
-    any_ok = jnp.any(ok, axis=axis, keepdims=True)
-    xs = jnp.where(ok, x, -jnp.inf)
-    xs = jnp.where(any_ok, xs, 0.0)
-    out = jax.nn.logsumexp(xs, axis=axis, keepdims=True)
-    return jnp.squeeze(jnp.where(any_ok, out, -jnp.inf), axis=axis)
-
-
-def _lse_rows(x):
-    """``logsumexp`` over axis 0 of finite-or-``-inf`` ``x``: ``-inf`` (zero gradient) for an
-    all ``-inf`` column; two passes (maximum, sum of exponentials), no finiteness pass."""
-    m = jax.lax.stop_gradient(jnp.max(x, axis=0))
+    xs = jnp.where(jnp.isfinite(x), x, -jnp.inf)
+    m = jax.lax.stop_gradient(jnp.max(xs, axis=axis, keepdims=True))
     ok = m > -jnp.inf
     m_s = jnp.where(ok, m, 0.0)
-    s = jnp.sum(jnp.exp(x - m_s[None, :]), axis=0)
-    return jnp.where(ok, m_s + jnp.log(jnp.where(ok, s, 1.0)), -jnp.inf)
+    s = jnp.sum(jnp.exp(xs - m_s), axis=axis, keepdims=True)
+    out = jnp.where(ok, m_s + jnp.log(jnp.where(ok, s, 1.0)), -jnp.inf)
+    return jnp.squeeze(out, axis=axis)
 
 
 def marginalize_log_weights(lnl_mixture, log_w):
@@ -613,6 +605,6 @@ def marginalize_mixture_per_object(lnl_cluster, lnl_outlier, log_w, cluster_prob
     ln_z = safe_logsumexp(jnp.where(row_ok, lw_z, -jnp.inf), axis=0)
     z_ok = jnp.isfinite(ln_z)
     ln_z_s = jnp.where(z_ok, ln_z, 0.0)
-    a = _lse_rows(jnp.where(row_ok[:, None], t, -jnp.inf))
+    a = safe_logsumexp(jnp.where(row_ok[:, None], t, -jnp.inf), axis=0)
     out = mixture_loglike(a, lo + ln_z_s, cluster_prob, field_fraction) - ln_z_s
     return jnp.where(z_ok & ~jnp.isnan(out), out, -jnp.inf)
