@@ -515,68 +515,72 @@ def _mag_stage(c, parallax, parallax_err, max_iter_mag, final=None):
         q_sum = q_sum + bw  # sum D w
 
     def mag_step(av, rv):
-        # pass 1: A_V step at fixed R_V (distance modulus eliminated)
-        res, red = [], []
+        """One A_V step then one R_V step of every model: ONE pass over the grid.  The
+        R_V step's sums at the updated residuals ``res - dA_V red`` follow from the
+        A_V step's sums (``sum w res' = sum w res - dA_V sum w red``, likewise with
+        ``b``), so the grid is read once."""
         a_den = av_ivar
-        sa = rs = 0.0
+        sa = rs = rb = db = 0.0  # sum w red, sum w res, sum w res b, sum w red b
         ra = (av_mean - av) * av_ivar
         for j in range(nfilt):
             rj = grid.a[j] + rv * grid.b[j]
             resj = M[j] - (grid.m0[j] + av * rj)
             rjw = rj * WM[j]
+            resw = resj * WM[j]
             a_den = a_den + rj * rjw
             sa = sa + rjw
-            rs = rs + resj * WM[j]
+            rs = rs + resw
             ra = ra + resj * rjw
-            res.append(resj)
-            red.append(rj)
+            rb = rb + resw * grid.b[j]
+            db = db + rjw * grid.b[j]
         dav = (s_sum * ra - sa * rs) / (s_sum * a_den - sa * sa)
-        dav = jnp.clip(dav, c.av_min - av, c.av_max - av)
-        av = av + dav
-        # pass 2: R_V step at the new A_V, with the updated residuals
-        rs = rr = 0.0
-        for j in range(nfilt):
-            res[j] = res[j] - dav * red[j]
-            rw = res[j] * WM[j]
-            rs = rs + rw
-            rr = rr + rw * grid.b[j]
-        r_den = p_sum * av * av + rv_ivar
-        sr = q_sum * av
-        rr = rr * av + (rv_mean - rv) * rv_ivar
+        av_new = av + jnp.clip(dav, c.av_min - av, c.av_max - av)
+        dav = av_new - av
+        # R_V step at the new A_V, with the updated residuals
+        rs = rs - dav * sa
+        rb = rb - dav * db
+        r_den = p_sum * av_new * av_new + rv_ivar
+        sr = q_sum * av_new
+        rr = rb * av_new + (rv_mean - rv) * rv_ivar
         drv = (s_sum * rr - sr * rs) / (s_sum * r_den - sr * sr)
-        drv = jnp.clip(drv, c.rv_min - rv, c.rv_max - rv)
-        rv = rv + drv
-        # pass 3: magnitude chi-square (1-kpc residuals, as brutus)
-        av_drv = av * drv
+        return av_new, rv + jnp.clip(drv, c.rv_min - rv, c.rv_max - rv)
+
+    def mag_logwt(av, rv):
+        """-chi2/2 of the magnitudes at 1 kpc (distance modulus NOT fitted, as brutus)."""
         chi2 = 0.0
         for j in range(nfilt):
-            rj = res[j] - av_drv * grid.b[j]
+            rj = M[j] - (grid.m0[j] + av * (grid.a[j] + rv * grid.b[j]))
             chi2 = chi2 + rj * rj * WM[j]
-        return av, rv, dav, drv, -0.5 * chi2
+        return -0.5 * chi2
 
     def mag_err(state):
         """max(|dA_V|, |dR_V|) of the last step over the models within ln(init_thresh) of the best."""
-        _, _, it, logwt, step = state
+        _, it, logwt, step = state
         near = c.valid & (logwt > _masked_max(logwt, c.valid) + c.ln_init_thresh)
         return jnp.where(it == 0, jnp.inf, _masked_max(step, near))
 
     def mag_cond(state):
         # brutus stops when err < tol; a NaN err (impossible: NaN is masked) would stop too
-        return c.has_data & (state[2] < max_iter_mag) & (mag_err(state) >= mag_tol)
+        return c.has_data & (state[1] < max_iter_mag) & (mag_err(state) >= mag_tol)
 
     def mag_body(state):
-        av, rv, it, _, _ = state
-        av, rv, dav, drv, logwt = mag_step(av, rv)
-        # logwt and the step size are loop-carried buffers and the convergence test (`mag_err`)
-        # runs in the loop condition: computed in the body, the test re-ran the 8-band
-        # chi-square instead of reading logwt (XLA:CPU duplicates cheap producers; one grid
-        # pass of four per iteration)
-        return av, rv, it + 1, logwt, jnp.maximum(jnp.abs(dav), jnp.abs(drv))
+        # Two passes over the grid per iteration: the steps, then logwt at the new point.
+        # XLA:CPU has no multi-output fusion, so every per-model output of the body is
+        # its own fusion and re-reads the grid: (A_V, R_V) travel as ONE complex array
+        # (one fusion for both steps, the shared divisions computed once); logwt is a
+        # loop carry read by the convergence test (`mag_err`) in the loop condition; the
+        # step size is the difference of the carried points (no grid read).
+        z, it, _, _ = state
+        av, rv = jnp.real(z), jnp.imag(z)
+        z_new = lax.optimization_barrier(lax.complex(*mag_step(av, rv)))
+        av_new, rv_new = jnp.real(z_new), jnp.imag(z_new)
+        step = jnp.maximum(jnp.abs(av_new - av), jnp.abs(rv_new - rv))
+        return z_new, it + 1, mag_logwt(av_new, rv_new), step
 
     av0 = jnp.full((nmodel,), av_mean, dtype)
     rv0 = jnp.full((nmodel,), rv_mean, dtype)
-    state = lax.while_loop(mag_cond, mag_body, (av0, rv0, jnp.asarray(0, jnp.int32), av0, av0))
-    av_m, rv_m, n_mag = state[:3]
+    state = lax.while_loop(mag_cond, mag_body, (lax.complex(av0, rv0), jnp.asarray(0, jnp.int32), av0, av0))
+    av_m, rv_m, n_mag = jnp.real(state[0]), jnp.imag(state[0]), state[1]
     err_mag = mag_err(state)
     mle_m, extra = _scale_fit(grid, c.F, c.W, av_m, rv_m, final is not None, av_ivar, rv_ivar, c.one), (None, None)
     if final is not None:
