@@ -245,6 +245,33 @@ def test_vmapped_star_groups_equal_one_star_per_call(synth, tmp_path):
 
 
 
+def test_lazy_scale_errors_give_the_exact_results(synth, tmp_path, monkeypatch):
+    """The magnitude stage without marginal scale errors (checked: no model outside the
+    flux stage selected, else computed for that star) == every error computed; star 2's
+    errors are so large (fluxes and errors x 1e9, the star ~3e4 times closer) that brutus's
+    un-normalised lnl of the models outside the flux stage wins: the fallback path."""
+    from brutus_jax.analysis import bruteforce as bfm
+
+    calls = []
+    exact = bfm._exact_scale_err
+    monkeypatch.setattr(bfm, "_exact_scale_err", lambda ids, *a: calls.append(np.asarray(ids)) or exact(ids, *a))
+    models, *_, grid = synth
+    kw, _ = simulate(models, 6, seed=14)
+    kw["data"][2] *= 1e9
+    kw["data_err"][2] *= 1e9
+    kw["parallax"][2] *= 1e9 ** 0.5
+    kw["parallax_err"][2] *= 1e9 ** 0.5
+    out = {}
+    for lazy in (True, False):
+        bf = BruteForce(grid, verbose=False)
+        bf._lazy_scale_err = lazy
+        out[lazy] = read(bf.fit(save_file=tmp_path / f"l{lazy}.h5", rstate=3, verbose=False, batch_size=8, **kw))
+    assert len(calls) == 1 and calls[0].tolist() == [2]  # the fallback ran for star 2 only, when lazy
+    for name in out[False]:
+        np.testing.assert_array_equal(out[True][name], out[False][name], err_msg=name)
+    assert np.all(out[True]["obj_status"] == 1)
+
+
 def test_capped_selections_and_host_gather_equal_in_kernel_paths(synth, tmp_path):
     """With max_models small enough that some stars are capped (Gumbel top-k) and
     others not: vmapped groups, with the selected models gathered by numpy or in

@@ -114,17 +114,32 @@ def _map(fn, xs, chunk):
     return jax.lax.map(fn, xs, batch_size=chunk)
 
 
-@functools.partial(jax.jit, static_argnames=("no_init_thresh", "chunk"))
+@functools.partial(jax.jit, static_argnames=("no_init_thresh", "chunk", "lazy"))
 def _stage1_mag(grid, flux, err, mask, plx, plxe, avlim, av_gauss, rvlim, rv_gauss, ltol, ltol_subthresh,
-                init_thresh, *, no_init_thresh, chunk=None):
-    """Stage 1a (batch): magnitude stage of every model and flux-stage selection."""
+                init_thresh, *, no_init_thresh, chunk=None, lazy=False):
+    """Stage 1a (batch): magnitude stage of every model and flux-stage selection.
+    ``lazy`` (static): no marginal scale errors (``scale_err`` = 0, the value that
+    maximises the parallax term of ``lnprob_sel``); the flux stage then sets those of
+    its models and `_stage1` checks that no other model is selected (`_exact_scale_err`)."""
     def one(args):
         f, e, m, p, pe = args
-        return fit_star_mag(grid, f, e, m, p, pe, avlim=avlim, av_gauss=av_gauss, rvlim=rvlim, rv_gauss=rv_gauss,
-                            ltol=ltol, ltol_subthresh=ltol_subthresh, init_thresh=init_thresh,
-                            select_all=no_init_thresh, precision="scale_err")
+        mag = fit_star_mag(grid, f, e, m, p, pe, avlim=avlim, av_gauss=av_gauss, rvlim=rvlim, rv_gauss=rv_gauss,
+                           ltol=ltol, ltol_subthresh=ltol_subthresh, init_thresh=init_thresh,
+                           select_all=no_init_thresh, precision=None if lazy else "scale_err")
+        return mag._replace(scale_err=jnp.zeros_like(mag.scale)) if lazy else mag
 
     return _map(one, (flux, err, mask, plx, plxe), chunk)
+
+
+@functools.partial(jax.jit, donate_argnames=("mag",))
+def _exact_scale_err(ids, grid, flux, err, mask, mag, av_gauss, rv_gauss):
+    """Marginal scale errors of the models outside the flux stage of the stars ``ids``
+    (`_stage1_mag` with ``lazy`` left them 0), at their final (A_V, R_V)."""
+    def one(i):
+        c = icov_at(grid, flux[i], err[i], mask[i], mag.av[i], mag.rv[i], av_gauss=av_gauss, rv_gauss=rv_gauss)
+        return jnp.where(mag.active[i], mag.scale_err[i], _marginal_scale_err(c))
+
+    return mag._replace(scale_err=mag.scale_err.at[ids].set(jax.lax.map(one, ids)))
 
 
 @functools.partial(jax.jit, static_argnames=("capacity", "serial"), donate_argnames=("mag", "n_flux", "flux_err"))
@@ -160,7 +175,8 @@ def _stage1_flux(ids, grid, flux, err, mask, mag, n_flux, flux_err, idx, avlim, 
 def _stage1_finish(grid, lnprior, flux, err, mask, plx, plxe, mag, n_flux, flux_err, avlim, av_gauss, rvlim,
                    rv_gauss, ltol, *, wt_thresh, cdf_thresh, dim_prior, chunk=None):
     """Stage 1c (batch): lnl of every model from its final values ``mag`` (nothing is
-    re-evaluated), priors, selection for stage 2."""
+    re-evaluated), priors, selection for stage 2; last output: per star, whether a
+    model outside the flux stage is selected (`_stage1`'s check of ``lazy``)."""
     def one(args):
         f, e, m, p, pe, mg, nfl, ferr = args
         fit = fit_star_finish(grid, f, e, m, mg, nfl, ferr, avlim=avlim, av_gauss=av_gauss, rvlim=rvlim,
@@ -175,14 +191,14 @@ def _stage1_finish(grid, lnprior, flux, err, mask, plx, plxe, mag, n_flux, flux_
         chi2p = fit.chi2 + jnp.where(has_plx, (jnp.sqrt(fit.scale) - p) ** 2 / pe_safe**2, 0.0)
         chi2min = jnp.min(jnp.where(jnp.isfinite(chi2p), chi2p, jnp.inf))
         nbands = fit.ndim + has_plx.astype(fit.ndim.dtype)
-        return base, lnprob_sel, sel, jnp.sum(sel), chi2min, nbands
+        return base, lnprob_sel, sel, jnp.sum(sel), chi2min, nbands, jnp.any(sel & ~mg.active)
 
     return _map(one, (flux, err, mask, plx, plxe, mag, n_flux, flux_err), chunk)
 
 
 def _stage1(grid, lnprior, flux, err, mask, plx, plxe, avlim, av_gauss, rvlim, rv_gauss, ltol, ltol_subthresh,
             init_thresh, *, wt_thresh, cdf_thresh, dim_prior, no_init_thresh, nrows=None,
-            group_bytes=None, serial=False):
+            group_bytes=None, serial=False, lazy_scale_err=None):
     """Stage 1 of a batch: the (scale, A_V, R_V) fit of every model (`fit_star`),
     with the flux stage of each star run on its own selected models only.
     ``nrows``: the real stars of a padded batch (padding rows skip the flux stage
@@ -193,12 +209,16 @@ def _stage1(grid, lnprior, flux, err, mask, plx, plxe, avlim, av_gauss, rvlim, r
     vmapped in each.  MIST grid, one CPU core: magnitude stage 98 ms/star in
     chunks of 4, 67 one by one (each star leaves its iteration loop when it
     converges); finish 5 ms/star in chunks of 4 (small chunks stay in cache,
-    benchmarks/bench_loglike.py), 17 one by one.  Returns ``(fit, base, lnprob_sel, sel, nsel,
+    benchmarks/bench_loglike.py), 17 one by one.  ``lazy_scale_err`` (default: with a
+    ``wt_thresh``): the magnitude stage skips the marginal scale errors of the whole grid
+    (a third of its time on XLA:CPU); they enter only ``lnprob_sel`` of the models outside
+    the flux stage, which are checked to stay unselected (else computed; same results).  Returns ``(fit, base, lnprob_sel, sel, nsel,
     chi2min, nbands)``, ``fit`` the final `MagStage` (``av, rv, scale, chi2,
     scale_err`` of every model, (B, Nmodel) each; ``icov``: an `_IcovSource`)."""
     chunk_mag, chunk_fin = (1, 4) if serial else (None, None)
+    lazy = wt_thresh is not None if lazy_scale_err is None else bool(lazy_scale_err)
     mag = _stage1_mag(grid, flux, err, mask, plx, plxe, avlim, av_gauss, rvlim, rv_gauss, ltol, ltol_subthresh,
-                      init_thresh, no_init_thresh=no_init_thresh, chunk=chunk_mag)
+                      init_thresh, no_init_thresh=no_init_thresh, chunk=chunk_mag, lazy=lazy)
     n_act = np.asarray(mag.n_active)
     nrows = flux.shape[0] if nrows is None else nrows
     nmodel, nfilt = grid.m0.shape[1], grid.m0.shape[0]
@@ -219,11 +239,24 @@ def _stage1(grid, lnprior, flux, err, mask, plx, plxe, avlim, av_gauss, rvlim, r
         mag, n_flux, flux_err = _stage1_flux(jnp.asarray(ids), grid, flux, err, mask, mag, n_flux, flux_err, idx,
                                              avlim, av_gauss, rvlim, rv_gauss, ltol, ltol_subthresh, capacity=int(cap),
                                              serial=serial)
-    out = _stage1_finish(grid, lnprior, flux, err, mask, plx, plxe, mag, n_flux, flux_err, avlim, av_gauss, rvlim,
-                         rv_gauss, ltol, wt_thresh=wt_thresh, cdf_thresh=cdf_thresh, dim_prior=dim_prior,
-                         chunk=chunk_fin)
+    def finish(mag):
+        return _stage1_finish(grid, lnprior, flux, err, mask, plx, plxe, mag, n_flux, flux_err, avlim, av_gauss,
+                              rvlim, rv_gauss, ltol, wt_thresh=wt_thresh, cdf_thresh=cdf_thresh,
+                              dim_prior=dim_prior, chunk=chunk_fin)
+
+    out = finish(mag)
+    if lazy:
+        # The lazy upper bound on lnprob_sel (scale_err 0) selects no model outside the
+        # flux stage => the exact values select the same models (the maximum is then a
+        # flux-stage model's exact value, and every other bound lies below the cut).
+        # Otherwise (e.g. errors so large that brutus's un-normalised lnl of those models
+        # competes, gotcha 3) the exact errors of the stars concerned, and again.
+        leak = np.flatnonzero(np.asarray(out[-1])[:nrows])
+        if leak.size:
+            mag = _exact_scale_err(jnp.asarray(leak), grid, flux, err, mask, mag, av_gauss, rv_gauss)
+            out = finish(mag)
     fit = mag._replace(icov=_IcovSource(grid, flux, err, mask, av_gauss, rv_gauss))
-    return (fit,) + tuple(out)
+    return (fit,) + tuple(out[:-1])
 
 
 def default_group_bytes(device):
@@ -407,6 +440,7 @@ class BruteForce:
         if not self.devices:
             raise ValueError("devices: expected at least one JAX device")
         self._host_gather = None  # selected models gathered by numpy (None: on CPU backends)
+        self._lazy_scale_err = None  # `_stage1`'s lazy_scale_err (None: with a wt_thresh); tests compare
         self._grid = to_band_major(np.asarray(self.models), dtype=self.dtype)
 
     @property

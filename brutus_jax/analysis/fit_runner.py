@@ -85,7 +85,7 @@ def fit_batch(bf, ctx, inp, rows, B, key, st, host_gather):
                      f(inp.plx[pad]), f(inp.plxe[pad]), *opts, wt_thresh=st["wt_thresh"],
                      cdf_thresh=st["cdf_thresh"] if st["wt_thresh"] is None else None,
                      dim_prior=bool(st["logl_dim_prior"]), no_init_thresh=st["logl_initthresh"] is None,
-                     nrows=rows.size, group_bytes=gbytes, serial=serial)
+                     nrows=rows.size, group_bytes=gbytes, serial=serial, lazy_scale_err=bf._lazy_scale_err)
         fit, base, lsel, sel, nsel, chi2min, nbands = s1
         nsel_h = np.asarray(nsel)
         args2 = (sel, lsel, base, fit.scale, fit.av, fit.rv, fit.icov, ctx.feh, ctx.loga, f(inp.plx[pad]),

@@ -61,7 +61,10 @@ def marginal_scale_err(entries):
 
 
 def _precision(kind):
-    """What the stages keep of the precision: ``final(entries, one) -> (icov, scale_err)``."""
+    """What the stages keep of the precision: ``final(entries, one) -> (icov, scale_err)``
+    (None: nothing, for `fit_star_mag` only)."""
+    if kind is None:
+        return None
     if kind == "icov":
         return lambda e, one: (tuple(_materialise(x, one) for x in e), None)
     if kind == "scale_err":  # one fused pass: the entries are never stored
@@ -75,7 +78,8 @@ def fit_star_mag(grid, flux, err, mask, parallax=float("nan"), parallax_err=floa
                  precision="icov"):
     """Magnitude stage and flux-stage selection of `fit_star` -> `MagStage`, with
     every model's scale, chi-square and (static ``precision``) six precision
-    entries (``"icov"``) or marginal scale error (``"scale_err"``) at its (A_V, R_V)."""
+    entries (``"icov"``), marginal scale error (``"scale_err"``) or neither (None)
+    at its (A_V, R_V)."""
     c = _setup(grid, flux, err, mask, avlim, av_gauss, rvlim, rv_gauss, ltol, ltol_subthresh, init_thresh,
                select_all, model_mask)
     return _mag_stage(c, parallax, parallax_err, max_iter_mag, final=_precision(precision))
