@@ -111,7 +111,10 @@ def _map(fn, xs, chunk):
     """vmap over the batch, or lax.map in chunks of ``chunk`` stars (CPU cache)."""
     if chunk is None or chunk >= jax.tree_util.tree_leaves(xs)[0].shape[0]:
         return jax.vmap(fn)(xs)
-    return jax.lax.map(fn, xs, batch_size=chunk)
+    # chunk 1: unbatched (batch_size=1 vmaps each star, which turns its while loops'
+    # predicates into selects over every carry and undoes the magnitude stage's one-fusion
+    # step, `kernels.sedfit._mag_stage`: 3 grid passes per iteration instead of 2)
+    return jax.lax.map(fn, xs) if chunk == 1 else jax.lax.map(fn, xs, batch_size=chunk)
 
 
 @functools.partial(jax.jit, static_argnames=("no_init_thresh", "chunk", "lazy"))
