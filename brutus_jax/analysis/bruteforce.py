@@ -392,11 +392,13 @@ def _as_key(rstate):
 
 def _bucket(n, cap, minimum=256):
     """Static number of model slots K for a star whose selection has n models:
-    256, 1024, 4096, then powers of two (padding costs MC work in proportion to K,
-    compiles are few), at most ``cap``."""
+    256, 1024, 4096, then 1.5x and 4/3x steps (6144, 8192, 12288, 16384, ...: powers
+    of two and their halfway points), at most ``cap``.  Padding slots cost work in
+    proportion to K, each bucket a compile: half-octave steps keep ~85 % of the slots
+    busy against ~72 % with powers of two (`bench_fit.py` stars: stage 2 x ms/star)."""
     k = minimum
     while k < n:
-        k *= 4 if k < 4096 else 2
+        k = k * 4 if k < 4096 else (k * 3 // 2 if k & (k - 1) == 0 else k * 4 // 3)
     return int(min(k, cap))
 
 
