@@ -112,6 +112,39 @@ def test_standard_normals_distribution_and_streams():
     np.testing.assert_allclose(f32, a, rtol=1e-5, atol=1e-5)
 
 
+def test_hash_unit_interval_is_open_in_float32():
+    """The extreme hash words map strictly inside (0, 1) in float32 (with 24 bits the top
+    word rounded to u = 1: an infinite normal, a certain Gumbel pick) and to finite normals."""
+    from brutus_jax.kernels.posterior import _hash_normals
+    from brutus_jax.kernels.selection import _unit
+
+    bits = jnp.array([0, 1, 0xFFFFFEFF, 0xFFFFFFFF], jnp.uint32)
+    for dt in (jnp.float32, jnp.float64):
+        u = np.asarray(_unit(bits, dt))
+        assert np.all((u > 0) & (u < 1)), (dt, u)
+    # counters 0..2^20 under random seeds: all finite, |z| < 5.3
+    z = np.asarray(_hash_normals(jnp.array([12345, 678], jnp.uint32), jnp.arange(1 << 20, dtype=jnp.uint32),
+                                 jnp.float32))
+    assert np.all(np.isfinite(z)) and np.abs(z).max() < 5.3
+
+
+def test_gumbel_top_k_samples_without_replacement_in_proportion():
+    """'representative' capping keeps one of N models with probability w_i / sum w (K = 1),
+    the law of weighted sampling without replacement, over 4000 keys (chi-square)."""
+    from scipy import stats
+
+    from brutus_jax.kernels.selection import gather_selected
+
+    w = np.array([0.4, 0.25, 0.2, 0.1, 0.05])
+    lnp = jnp.log(jnp.asarray(np.concatenate([w, [1.0, 1.0]])))  # two unselected models
+    sel = jnp.asarray([True] * 5 + [False] * 2)
+    keys = jax.random.split(jax.random.key(11), 4000)
+    idx, _ = jax.vmap(lambda k: gather_selected(k, sel, lnp, 1, "representative", capped=True))(keys)
+    counts = np.bincount(np.asarray(idx)[:, 0], minlength=7)
+    assert counts[5:].sum() == 0
+    assert stats.chisquare(counts[:5], 4000 * w).pvalue > 1e-3, counts
+
+
 def test_lean_integration_equals_full_integration_and_draws(rng):
     """integrate_and_draw_lean (samples regenerated for the drawn models only)
     gives mc_integrate + draw_posterior's lnp, ESS, draws and drawn samples."""
