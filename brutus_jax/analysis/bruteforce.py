@@ -211,7 +211,7 @@ def _stage1(grid, lnprior, flux, err, mask, plx, plxe, avlim, av_gauss, rvlim, r
     and in chunks of 4 in the finish; else (accelerators) the whole batch
     vmapped in each.  MIST grid, one CPU core: magnitude stage 98 ms/star in
     chunks of 4, 67 one by one (each star leaves its iteration loop when it
-    converges); finish 5 ms/star in chunks of 4 (small chunks stay in cache,
+    converges; 32 since session 11, benchmarks/README.md); finish 5 ms/star in chunks of 4 (small chunks stay in cache,
     benchmarks/bench_loglike.py), 17 one by one.  ``lazy_scale_err`` (default: with a
     ``wt_thresh``): the magnitude stage skips the marginal scale errors of the whole grid
     (a third of its time on XLA:CPU); they enter only ``lnprob_sel`` of the models outside

@@ -65,7 +65,9 @@ Deviations from brutus 1.2.0 (all documented in `fit_star`)
   ``parallax_err <= 0`` is treated as absent (brutus gives ``-inf`` everywhere
   and crashes on an empty selection).
 * The magnitude-stage residuals are recomputed from the coefficients at every
-  iteration instead of being updated in place (identical up to rounding).
+  iteration instead of being updated in place, and the R_V step's sums at the
+  residuals updated by the A_V step are derived from the A_V step's sums (one
+  pass over the grid for both steps; identical up to rounding).
 * `fit_star` freezes the models outside the flux-stage selection at their
   magnitude-stage ``(A_V, R_V)`` inside the (static-shape) flux loop, and ONE
   final scale / Fisher evaluation serves all models; brutus evaluates the two
