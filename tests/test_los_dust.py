@@ -360,6 +360,20 @@ def test_injection_recovery(comparison):
         assert res.samples["red_1"][b].mean() > res.samples["fred"][b].mean()
 
 
+def test_fewest_clouds_within_min_gain():
+    """compare_nclouds' rule: the fewest clouds whose ln Z is within min_gain of the largest
+    (a 0.1-nat edge of a second cloud, SMC noise, does not buy it), in any order of nclouds."""
+    from brutus_jax.analysis.los_fit import _fewest_within
+
+    logz = np.array([[-79.8, 3.0, 0.0], [18.6, 1.0, 0.5], [18.7, 9.0, 2.0]])  # (K=3 models, B=3)
+    np.testing.assert_array_equal(_fewest_within((0, 1, 2), logz, 1.0), [1, 2, 2])
+    np.testing.assert_array_equal(_fewest_within((0, 1, 2), logz, 0.0), [2, 2, 2])
+    np.testing.assert_array_equal(_fewest_within((0, 1, 2), logz, 2.0), [1, 2, 0])
+    assert _fewest_within((2, 0, 1), logz[[2, 0, 1], 0], 1.0) == 1
+    with pytest.raises(ValueError, match="min_gain"):
+        compare_nclouds(np.zeros((3, 10)), np.zeros((3, 10)), nclouds=(0,), min_gain=-1.0)
+
+
 def test_evidence_prefers_a_cloud(comparison):
     cmp, _ = comparison
     assert cmp.logz.shape == (2, 3)

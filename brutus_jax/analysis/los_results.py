@@ -83,9 +83,10 @@ class NCloudsComparison(NamedTuple):
         monotone-renormalised prior).
     logz_err : array like ``logz``
     best : array (B,) or int
-        nclouds with the largest ``logz``.
+        the fewest clouds whose ``logz`` is within ``min_gain`` of the largest
+        (`compare_nclouds`).
     log_bayes : array like ``logz``
-        ``logz - logz[best]`` (<= 0).
+        ``logz`` minus the largest ``logz`` (<= 0).
     results : tuple of LOSFitResult
     """
 
