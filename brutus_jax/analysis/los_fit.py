@@ -461,9 +461,10 @@ def compare_nclouds(dsamps, rsamps, nclouds=(0, 1, 2), min_gain=1.0, **kwargs):
     A real cloud is detected decisively (benchmarks: ln Z(1) - ln Z(0) median 39,
     minimum 4.7 over 100 simulated 50-star sightlines), but an extra cloud is
     penalised only weakly (median -0.3 nats on cloud-free sightlines, 0 with the
-    larger ln Z in 93/100; hence ``min_gain``): with ``dlims`` wider than the stars' distances a cloud can sit
-    beyond (or before) every star, where it changes nothing.  Set ``dlims`` to the
-    distance range the stars cover for a sharper Occam penalty.
+    larger ln Z in 93/100; hence ``min_gain``): with ``dlims`` wider than the
+    stars' distances a cloud can sit beyond (or before) every star, where it
+    changes nothing.  Set ``dlims`` to the distance range the stars cover for a
+    sharper Occam penalty.
     """
     ks = tuple(int(k) for k in nclouds)
     if not ks:
