@@ -45,15 +45,18 @@ def galactic_to_galactocentric_cyl(dists, ell, b, R_solar=8.2, Z_solar=0.025):
         Cylindrical radius and height above the midplane [kpc].  (The gradient
         of ``R`` is undefined on the axis ``R = 0``.)
     """
-    dists = _asfloat(dists)
+    R2, Z = _galactocentric_R2_Z(_asfloat(dists), ell, b, R_solar, Z_solar)
+    return jnp.sqrt(R2), Z
+
+
+def _galactocentric_R2_Z(dists, ell, b, R_solar, Z_solar):
+    """``(R**2, Z)`` of `galactic_to_galactocentric_cyl` (no square root)."""
     l_rad = jnp.deg2rad(ell)
     b_rad = jnp.deg2rad(b)
     cos_b = jnp.cos(b_rad)
-    x = dists * cos_b * jnp.cos(l_rad)
-    y = dists * cos_b * jnp.sin(l_rad)
-    R = jnp.sqrt((x - R_solar) ** 2 + y**2)
-    Z = dists * jnp.sin(b_rad) + Z_solar
-    return R, Z
+    x = dists * (cos_b * jnp.cos(l_rad)) - R_solar
+    y = dists * (cos_b * jnp.sin(l_rad))
+    return x * x + y * y, dists * jnp.sin(b_rad) + Z_solar
 
 
 def logn_disk(R, Z, R_solar=8.2, Z_solar=0.025, R_scale=2.6, Z_scale=0.3, R_smooth=2.0):
@@ -78,17 +81,21 @@ def logn_disk(R, Z, R_solar=8.2, Z_solar=0.025, R_scale=2.6, Z_scale=0.3, R_smoo
     jax.Array
         ``ln(n / n_sun)`` (dimensionless).
     """
-    R = _asfloat(R)
-    Z = _asfloat(Z)
-    R_eff = jnp.sqrt(R**2 + R_smooth**2)
+    return _logn_disk_R2(_asfloat(R) ** 2, _asfloat(Z), R_solar, Z_solar, R_scale, Z_scale, R_smooth)
+
+
+def _logn_disk_R2(R2, Z, R_solar, Z_solar, R_scale, Z_scale, R_smooth):
+    """`logn_disk` of ``R**2`` (the Monte-Carlo path never needs R itself)."""
+    R_eff = jnp.sqrt(R2 + R_smooth**2)
     R_eff_sun = jnp.sqrt(R_solar**2 + R_smooth**2)
     return -((R_eff - R_eff_sun) / R_scale + (jnp.abs(Z) - jnp.abs(Z_solar)) / Z_scale)
 
 
-def _halo_R_eff(R, Z, R_smooth, q_ctr, q_inf, r_q):
-    r = jnp.sqrt(R**2 + Z**2)
-    q = q_inf - (q_inf - q_ctr) * jnp.exp(1.0 - jnp.sqrt(r**2 + r_q**2) / r_q)
-    return jnp.sqrt(R**2 + (Z / q) ** 2 + R_smooth**2)
+def _halo_ln_R_eff2(R2, Z, R_smooth, q_ctr, q_inf, r_q):
+    """``ln(R_eff**2)`` of the flattened halo at ``(R**2, Z)``; ``sqrt(r**2 + r_q**2)``
+    with ``r**2 = R**2 + Z**2`` (two square roots fewer than through R and r)."""
+    q = q_inf - (q_inf - q_ctr) * jnp.exp(1.0 - jnp.sqrt(R2 + Z * Z + r_q**2) / r_q)
+    return jnp.log(R2 + (Z / q) ** 2 + R_smooth**2)
 
 
 def logn_halo(R, Z, R_solar=8.2, Z_solar=0.025, R_smooth=2.0, eta=4.2, q_ctr=0.2, q_inf=0.8, r_q=6.0):
@@ -119,11 +126,13 @@ def logn_halo(R, Z, R_solar=8.2, Z_solar=0.025, R_smooth=2.0, eta=4.2, q_ctr=0.2
     jax.Array
         ``ln(n / n_sun)`` (dimensionless).
     """
-    R = _asfloat(R)
-    Z = _asfloat(Z)
-    R_eff = _halo_R_eff(R, Z, R_smooth, q_ctr, q_inf, r_q)
-    R_eff_sun = _halo_R_eff(R_solar, Z_solar, R_smooth, q_ctr, q_inf, r_q)
-    return -eta * jnp.log(R_eff / R_eff_sun)
+    return _logn_halo_R2(_asfloat(R) ** 2, _asfloat(Z), R_solar, Z_solar, R_smooth, eta, q_ctr, q_inf, r_q)
+
+
+def _logn_halo_R2(R2, Z, R_solar, Z_solar, R_smooth, eta, q_ctr, q_inf, r_q):
+    """`logn_halo` of ``R**2``: ``-eta/2 [ln R_eff**2 - ln R_eff_sun**2]``."""
+    ln_sun = _halo_ln_R_eff2(R_solar**2, Z_solar, R_smooth, q_ctr, q_inf, r_q)
+    return -0.5 * eta * (_halo_ln_R_eff2(R2, Z, R_smooth, q_ctr, q_inf, r_q) - ln_sun)
 
 
 def logp_feh(feh, feh_mean=-0.2, feh_sigma=0.3):
@@ -446,30 +455,15 @@ def galactic_position_terms(dists, ell, b, p, log_dists=None):
 def _position_terms(dists, ell, b, p, log_dists=None):
     """`galactic_position_terms` as a tuple (thin, thick, halo) of ``dists``-shaped arrays.
 
-    `logn_disk` and `logn_halo` written in terms of ``R**2`` (R itself is never needed:
-    ``sqrt(R**2 + R_s**2)``, ``sqrt(R**2 + Z**2 + r_q**2)``, and the halo's
-    ``ln R_eff = ln(R_eff**2) / 2``), three square roots per point fewer, the
-    Monte-Carlo integration's inner loop (same values up to rounding; tested against
-    the two functions and astro-brutus)."""
+    Through ``R**2`` (`_logn_disk_R2`, `_logn_halo_R2`): R itself is never needed,
+    three square roots per point fewer in the Monte-Carlo integration's inner loop."""
     dists = _asfloat(dists)
-    l_rad, b_rad = jnp.deg2rad(ell), jnp.deg2rad(b)
-    cos_b = jnp.cos(b_rad)
-    x = dists * (cos_b * jnp.cos(l_rad)) - p["R_solar"]
-    y = dists * (cos_b * jnp.sin(l_rad))
-    R2 = x * x + y * y
-    Z = dists * jnp.sin(b_rad) + p["Z_solar"]
+    R2, Z = _galactocentric_R2_Z(dists, ell, b, p["R_solar"], p["Z_solar"])
     lnd = jnp.log(dists + 1e-300) if log_dists is None else log_dists
-
-    def disk(R_scale, Z_scale, R_smooth):
-        R_eff_sun = jnp.sqrt(p["R_solar"] ** 2 + R_smooth**2)  # a scalar
-        return -((jnp.sqrt(R2 + R_smooth**2) - R_eff_sun) / R_scale + (jnp.abs(Z) - jnp.abs(p["Z_solar"])) / Z_scale)
-
-    thin = disk(p["R_thin"], p["Z_thin"], p["Rs_thin"])
-    thick = disk(p["R_thick"], p["Z_thick"], p["Rs_thick"])
-    q_ctr, q_inf, r_q, Rs = p["q_halo_ctr"], p["q_halo_inf"], p["r_q_halo"], p["Rs_halo"]
-    q = q_inf - (q_inf - q_ctr) * jnp.exp(1.0 - jnp.sqrt(R2 + Z * Z + r_q**2) / r_q)
-    R_eff_sun = _halo_R_eff(p["R_solar"], p["Z_solar"], Rs, q_ctr, q_inf, r_q)
-    halo = -0.5 * p["eta_halo"] * (jnp.log(R2 + (Z / q) ** 2 + Rs**2) - 2.0 * jnp.log(R_eff_sun))
+    thin = _logn_disk_R2(R2, Z, p["R_solar"], p["Z_solar"], p["R_thin"], p["Z_thin"], p["Rs_thin"])
+    thick = _logn_disk_R2(R2, Z, p["R_solar"], p["Z_solar"], p["R_thick"], p["Z_thick"], p["Rs_thick"])
+    halo = _logn_halo_R2(R2, Z, p["R_solar"], p["Z_solar"], p["Rs_halo"], p["eta_halo"], p["q_halo_ctr"],
+                         p["q_halo_inf"], p["r_q_halo"])
     vol = 2.0 * lnd
     # jnp.log: the parameters may be traced (differentiating the prior with respect to them)
     return thin + vol, thick + jnp.log(p["f_thick"]) + vol, halo + jnp.log(p["f_halo"]) + vol
