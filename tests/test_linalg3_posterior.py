@@ -116,11 +116,11 @@ def test_hash_unit_interval_is_open_in_float32():
     """The extreme hash words map strictly inside (0, 1) in float32 (with 24 bits the top
     word rounded to u = 1: an infinite normal, a certain Gumbel pick) and to finite normals."""
     from brutus_jax.kernels.posterior import _hash_normals
-    from brutus_jax.kernels.selection import _unit
+    from brutus_jax.kernels.hashrng import unit_interval
 
     bits = jnp.array([0, 1, 0xFFFFFEFF, 0xFFFFFFFF], jnp.uint32)
     for dt in (jnp.float32, jnp.float64):
-        u = np.asarray(_unit(bits, dt))
+        u = np.asarray(unit_interval(bits, dt))
         assert np.all((u > 0) & (u < 1)), (dt, u)
     # counters 0..2^20 under random seeds: all finite, |z| < 5.3
     z = np.asarray(_hash_normals(jnp.array([12345, 678], jnp.uint32), jnp.arange(1 << 20, dtype=jnp.uint32),

@@ -26,7 +26,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from .linalg3 import cholesky3, inverse3
-from .selection import _hash_bits, _unit, searchsorted_unrolled
+from .hashrng import hash_bits, unit_interval
+from .selection import searchsorted_unrolled
 
 __all__ = ["lnd_precision", "standard_normals", "laplace_lnd_draws", "laplace_draws", "MCIntegral", "mc_integrate",
            "draw_posterior", "StarPosterior", "integrate_and_draw", "DrawnPosterior", "integrate_and_draw_lean"]
@@ -68,8 +69,8 @@ def standard_normals(key, shape, dtype, offset=None):
 
 def _hash_normals(seed, counters, dtype):
     """N(0, 1) variates of uint32 ``counters`` under the two seed words (see `standard_normals`)."""
-    bits = _hash_bits(seed, counters)
-    u = 2.0 * _unit(bits, dtype) - 1.0  # (2u - 1) in (-1, 1), exact: |z| < 5.3
+    bits = hash_bits(seed, counters)
+    u = 2.0 * unit_interval(bits, dtype) - 1.0  # (2u - 1) in (-1, 1), exact: |z| < 5.3
     return jnp.asarray(math.sqrt(2.0), dtype) * jax.lax.erf_inv(u)
 
 

@@ -16,40 +16,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["select_mask", "gather_selected", "selected_indices_host", "true_indices", "searchsorted_unrolled",
-           "hash_uniforms"]
+from .hashrng import hash_uniforms
 
-
-def _lowbias32(x):
-    """A 32-bit integer hash with low avalanche bias (C. Wellons' "lowbias32")."""
-    x = x ^ (x >> 16)
-    x = x * jnp.uint32(0x7FEB352D)
-    x = x ^ (x >> 15)
-    x = x * jnp.uint32(0x846CA68B)
-    return x ^ (x >> 16)
-
-
-def _hash_bits(seed, counters):
-    """uint32 hash of ``counters`` under the two seed words ``seed`` (2,) uint32."""
-    return _lowbias32(_lowbias32(counters ^ seed[0]) + seed[1])
-
-
-def _unit(bits, dtype):
-    """uint32 -> ``(top 23 bits + 0.5) / 2**23``, strictly inside (0, 1) in float32 too
-    (with 24 bits, ``2**24 - 0.5`` rounds to ``2**24`` in float32: u = 1)."""
-    return ((bits >> 9).astype(dtype) + 0.5) * (2.0 ** -23)
-
-
-def hash_uniforms(key, n, dtype):
-    """(n,) uniforms in (0, 1) from a counter-based hash keyed by a JAX PRNG key.
-
-    Element i is `_unit` of ``hash(i)``: a function of i and the key only, and on
-    XLA:CPU ~1 ns per element where ``jax.random.uniform`` (threefry) costs ~15 (the
-    Gumbel noise of a capped selection covers the whole grid, 655k models).  The same
-    hash gives `posterior.standard_normals`.
-    """
-    seed = jax.random.bits(key, (2,), jnp.uint32)
-    return _unit(_hash_bits(seed, jax.lax.iota(jnp.uint32, n)), dtype)
+__all__ = ["select_mask", "gather_selected", "selected_indices_host", "true_indices", "searchsorted_unrolled"]
 
 
 def true_indices(mask, size, fill_value):
