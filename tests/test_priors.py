@@ -461,6 +461,25 @@ def test_galactic_factored_equals_full(with_feh, with_age):
             assert 0 < fin.mean() < 1  # both finite and excluded (too old) models were exercised
 
 
+def test_galactic_factored_logsumexp_any_order():
+    """The two-exponential 3-term log-sum-exp of `logp_galactic_factored` (largest term
+    as exp(0) = 1) equals scipy's logsumexp whichever component is largest, with ties,
+    -inf terms, all terms -inf and 700-nat gaps."""
+    from scipy.special import logsumexp
+
+    from brutus_jax.kernels.galactic import logp_galactic_factored
+
+    vals = [-np.inf, -700.0, -3.0, 0.0, 0.0, 2.5, 40.0]
+    t = np.array(np.meshgrid(vals, vals, vals, indexing="ij")).reshape(3, -1)  # every order
+    got = np.asarray(logp_galactic_factored(tuple(t[c][None, :] for c in range(3)), np.zeros((1, 3))))[0]
+    with np.errstate(divide="ignore"):
+        ref = logsumexp(t, axis=0)
+    np.testing.assert_array_equal(np.isfinite(got), np.isfinite(ref))
+    fin = np.isfinite(ref)
+    np.testing.assert_allclose(got[fin], ref[fin], rtol=1e-14, atol=1e-14)
+    assert np.all(got[~fin] == -np.inf)
+
+
 def test_galactic_params_rejects_unknown():
     from brutus_jax.kernels.galactic import galactic_params
 
