@@ -145,12 +145,14 @@ def test_gumbel_top_k_samples_without_replacement_in_proportion():
     assert stats.chisquare(counts[:5], 4000 * w).pvalue > 1e-3, counts
 
 
-def test_lean_integration_equals_full_integration_and_draws(rng):
-    """integrate_and_draw_lean (samples regenerated for the drawn models only)
-    gives mc_integrate + draw_posterior's lnp, ESS, draws and drawn samples."""
+@pytest.mark.parametrize("nmc", [21, 50, 1])  # odd: antithetic pairs truncated; 1: no negative half
+def test_lean_integration_equals_full_integration_and_draws(rng, nmc):
+    """integrate_and_draw_lean (samples regenerated for the drawn models only; pass 1
+    over the two antithetic halves separately) gives mc_integrate + draw_posterior's
+    lnp, ESS, draws and drawn samples."""
     from brutus_jax.kernels.posterior import draw_posterior, integrate_and_draw_lean, mc_integrate
 
-    K, nmc = 300, 21  # odd nmc: antithetic pairs truncated
+    K = 300
     scale = jnp.asarray(rng.uniform(0.3, 3.0, K))
     av, rv = jnp.asarray(rng.uniform(0, 2, K)), jnp.asarray(rng.uniform(2.8, 3.8, K))
     A = rng.normal(size=(K, 3, 3))

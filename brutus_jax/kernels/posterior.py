@@ -261,7 +261,8 @@ def integrate_and_draw_lean(key_mc, key_draw, valid, lnprob_base, scale, av, rv,
     z = [jax.vmap(normals, (0, None))(slots, c) for c in range(3)]
     m = nmc - nh
     lnp_half = jax.vmap(lambda z0, z1, z2, *rest: lnp_mc_of((z0, z1, z2), *rest)[3])
-    lnp, ess = _log_mean_exp_ess(lnp_half(*z, *per_model[1:]), lnp_half(*(-x[:, :m] for x in z), *per_model[1:]))
+    halves = [lnp_half(*z, *per_model[1:])] + ([lnp_half(*(-x[:, :m] for x in z), *per_model[1:])] if m else [])
+    lnp, ess = _log_mean_exp_ess(*halves)
     k_model, k_pick = jax.random.split(key_draw)
     log_evid, di = _draw_models(k_model, valid, lnp, ndraws)
     d, a, r, lnp_mc = jax.vmap(samples)(*jax.tree_util.tree_map(lambda x: x[di], per_model))
