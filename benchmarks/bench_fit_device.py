@@ -2,7 +2,7 @@
 
 Usage:  python benchmarks/bench_fit_device.py [--nstars 1024 4096] [--batch-size 512] [--budget 300]
                                              [--group-bytes 0 2147483648] [--n-feh 72]
-                                             [--stages] [--trace DIR]
+                                             [--threads 1 2] [--stages] [--trace DIR]
 
 Grid: the synthetic MIST-like grid of `brutus_jax.data.synthetic` at brutus scale
 (100 x 100 x n_feh lattice; n_feh 63 -> ~525k, 72 -> ~600k models x 8 bands), so the script runs on a
@@ -12,7 +12,12 @@ Ndraws=250, Galactic prior on), float32.  For each N: a first run (compiles
 every bucket), then a timed second run; prints stars/s.  ``--stages``: a third
 run with every stage call blocked on, per-stage ms/star and the host remainder.
 ``--trace DIR``: a device trace of one batch (jax.profiler, perfetto JSON in DIR)
-summarised as device time per jitted function and the top kernels.
+summarised as device time per jitted function and the top kernels.  ``--threads N``:
+N host threads fitting batches concurrently on the one device (``BruteForce(devices=
+[dev] * N)``), so one thread's dispatch and host syncs overlap another's device work;
+``--stages`` and ``--trace`` run for N = 1 only.  Each configuration runs in its own
+try block (an out-of-memory error is printed and the next one runs); the device's peak
+memory is printed after each.
 """
 
 import argparse
@@ -67,6 +72,8 @@ def main():
     ap.add_argument("--serial", nargs="+", default=["auto"], choices=["auto", "on", "off"],
                     help="stars of a group through the flux stage and stage 2 one by one (on: lax.map, the CPU "
                          "default), vmapped (off: the accelerator default) or by platform (auto); compared in turn")
+    ap.add_argument("--threads", type=int, nargs="+", default=[1],
+                    help="host threads per device fitting batches concurrently; compared in turn")
     ap.add_argument("--n-feh", type=int, default=63, help="[Fe/H] nodes of the synthetic grid (63: ~525k models)")
     ap.add_argument("--budget", type=float, default=300.0, help="stop starting new sizes after this many s")
     ap.add_argument("--stages", action="store_true", help="a third run timing each stage (blocked on)")
@@ -87,49 +94,73 @@ def main():
     models, labels, params, filters = make_synthetic_grid(n_mini=100, n_eep=100, n_feh=args.n_feh, filters=filters)
     grid = StarGrid(models, labels, params, filters=filters, verbose=False)
     print(f"grid: {models.shape[0]:,} models x {len(filters)} bands (synthetic)", flush=True)
-    runs = [(n, None if gb == "auto" else int(gb), sr) for n in args.nstars for gb in args.group_bytes
-            for sr in args.serial]
-    for n, gb, sr in runs:
+    runs = [(n, None if gb == "auto" else int(gb), sr, nt) for n in args.nstars for gb in args.group_bytes
+            for sr in args.serial for nt in args.threads]
+    dev = jax.devices()[0]
+    for n, gb, sr, nt in runs:
         if time.perf_counter() - t_start > args.budget:
-            print(f"budget reached: skipping N={n}")
-            break
-        bf = BruteForce(grid, verbose=False, group_bytes=gb)
-        bf._serial_stars = {"auto": None, "on": True, "off": False}[sr]
-        flux, err, msk, plx, pe, coords = simulate(np.asarray(models), n, seed=1)
-        B = min(args.batch_size, n)
-        kw = dict(parallax=plx, parallax_err=pe, data_coords=coords, rstate=7, verbose=False, overwrite=True,
-                  batch_size=B)
-        with tempfile.TemporaryDirectory() as tmp:
-            t0 = time.perf_counter()
-            bf.fit(flux, err, msk, np.arange(n), f"{tmp}/a.h5", **kw)
-            t_first = time.perf_counter() - t0
-            print(f"N={n}: first run incl. compilation {t_first:.1f} s", flush=True)
-            t0 = time.perf_counter()
-            bf.fit(flux, err, msk, np.arange(n), f"{tmp}/b.h5", **kw)
-            t = time.perf_counter() - t0
-            print(f"N={n} batch={B} group_bytes={gb if gb is not None else 'auto'} serial={sr}: {n / t:.0f} stars/s ({1e3 * t / n:.3f} ms/star; first run "
-                  f"incl. compilation {t_first:.1f} s; compiled stage1_mag x{bfm._stage1_mag._cache_size()}, "
-                  f"flux x{bfm._stage1_flux._cache_size()}, finish x{bfm._stage1_finish._cache_size()}, "
-                  f"stage2 x{bfm._stage2._cache_size()})", flush=True)
-            if args.trace:
-                sub = dict(kw, parallax=plx[:B], parallax_err=pe[:B], data_coords=coords[:B])
-                with jax.profiler.trace(args.trace, create_perfetto_trace=True):
-                    bf.fit(flux[:B], err[:B], msk[:B], np.arange(B), f"{tmp}/t.h5", **sub)
-                paths = sorted(glob.glob(f"{args.trace}/**/perfetto_trace.json.gz", recursive=True))
-                print(f"trace of one batch ({B} stars):\n" + (summarize_trace(paths[-1]) if paths else "none"),
-                      flush=True)
-            if args.stages:
-                acc = _time_stages()
+            print(f"budget reached: skipping N={n} group_bytes={gb} serial={sr} threads={nt}")
+            continue
+        try:
+            run_one(args, bfm, BruteForce, grid, models, n, gb, sr, nt, _time_stages, simulate)
+        except Exception as exc:  # e.g. out of device memory: report, go on with the next configuration
+            print(f"N={n} group_bytes={gb} serial={sr} threads={nt}: FAILED {type(exc).__name__}: "
+                  f"{str(exc)[:400]}", flush=True)
+        try:
+            st = dev.memory_stats() or {}
+            print(f"  device memory: peak {st.get('peak_bytes_in_use', 0) / 2**30:.1f} GiB of "
+                  f"{st.get('bytes_limit', 0) / 2**30:.1f} GiB", flush=True)
+        except Exception:
+            pass
+
+
+def run_one(args, bfm, BruteForce, grid, models, n, gb, sr, nt, _time_stages, simulate):
+    """First run (compiles), timed run, optional trace and per-stage timing of one configuration."""
+    import jax
+
+    bf = BruteForce(grid, verbose=False, group_bytes=gb, devices=[jax.devices()[0]] * nt)
+    bf._serial_stars = {"auto": None, "on": True, "off": False}[sr]
+    flux, err, msk, plx, pe, coords = simulate(np.asarray(models), n, seed=1)
+    B = min(args.batch_size, n)
+    kw = dict(parallax=plx, parallax_err=pe, data_coords=coords, rstate=7, verbose=False, overwrite=True,
+              batch_size=B)
+    tag = f"N={n} batch={B} group_bytes={gb if gb is not None else 'auto'} serial={sr} threads={nt}"
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        bf.fit(flux, err, msk, np.arange(n), f"{tmp}/a.h5", **kw)
+        t_first = time.perf_counter() - t0
+        print(f"{tag}: first run incl. compilation {t_first:.1f} s", flush=True)
+        t0 = time.perf_counter()
+        bf.fit(flux, err, msk, np.arange(n), f"{tmp}/b.h5", **kw)
+        t = time.perf_counter() - t0
+        print(f"{tag}: {n / t:.0f} stars/s ({1e3 * t / n:.3f} ms/star; first run "
+              f"incl. compilation {t_first:.1f} s; compiled stage1_mag x{bfm._stage1_mag._cache_size()}, "
+              f"flux x{bfm._stage1_flux._cache_size()}, finish x{bfm._stage1_finish._cache_size()}, "
+              f"stage2 x{bfm._stage2._cache_size()})", flush=True)
+        if nt > 1:
+            return
+        if args.trace:
+            import jax
+
+            sub = dict(kw, parallax=plx[:B], parallax_err=pe[:B], data_coords=coords[:B])
+            with jax.profiler.trace(args.trace, create_perfetto_trace=True):
+                bf.fit(flux[:B], err[:B], msk[:B], np.arange(B), f"{tmp}/t.h5", **sub)
+            paths = sorted(glob.glob(f"{args.trace}/**/perfetto_trace.json.gz", recursive=True))
+            print(f"trace of one batch ({B} stars):\n" + (summarize_trace(paths[-1]) if paths else "none"),
+                  flush=True)
+        if args.stages:
+            acc = _time_stages()
+            try:
                 t0 = time.perf_counter()
                 bf.fit(flux, err, msk, np.arange(n), f"{tmp}/c.h5", **kw)
                 t = time.perf_counter() - t0
+            finally:
                 for name in acc:  # unwrap
                     setattr(bfm, name, getattr(bfm, name).__wrapped__)
-                rest = t - sum(acc.values())
-                print(f"  per stage (ms/star, blocked): " + ", ".join(
-                    f"{k} {1e3 * v / n:.3f}" for k, v in acc.items()) + f", host/other {1e3 * rest / n:.3f} "
-                    f"(total {1e3 * t / n:.3f})", flush=True)
-
+            rest = t - sum(acc.values())
+            print("  per stage (ms/star, blocked): " + ", ".join(
+                f"{k} {1e3 * v / n:.3f}" for k, v in acc.items()) + f", host/other {1e3 * rest / n:.3f} "
+                f"(total {1e3 * t / n:.3f})", flush=True)
 
 if __name__ == "__main__":
     sys.exit(main())
