@@ -352,21 +352,23 @@ DEVICES_SCRIPT = textwrap.dedent("""
     kw, _ = simulate(models, 14, seed=15)
     kw["data_err"][3] = -1.0  # a star without usable bands among the batches
     out = {{}}
-    for n in (1, 4):
-        path = BruteForce(grid, verbose=False, devices=jax.devices()[:n]).fit(
-            save_file={path!r} + str(n), rstate=21, verbose=False, batch_size=4, **kw)
+    for n, threads in ((1, 1), (4, 1), (1, 3)):
+        path = BruteForce(grid, verbose=False, devices=jax.devices()[:n], threads_per_device=threads).fit(
+            save_file={path!r} + str(n) + str(threads), rstate=21, verbose=False, batch_size=4, **kw)
         with h5py.File(path, "r") as f:
-            out[n] = {{k: f[k][()] for k in f}}
-    assert out[1]["obj_status"][3] == 2 and np.all(np.delete(out[1]["obj_status"], 3) == 1)
-    for k in out[1]:
-        np.testing.assert_array_equal(out[1][k], out[4][k], err_msg=k)
-    print("IDENTICAL", len(out[1]))
+            out[n, threads] = {{k: f[k][()] for k in f}}
+    ref = out[1, 1]
+    assert ref["obj_status"][3] == 2 and np.all(np.delete(ref["obj_status"], 3) == 1)
+    for k in ref:
+        np.testing.assert_array_equal(ref[k], out[4, 1][k], err_msg=k)
+        np.testing.assert_array_equal(ref[k], out[1, 3][k], err_msg=k)
+    print("IDENTICAL", len(ref))
 """)
 
 
 def test_local_devices_give_one_device_results(tmp_path):
-    """Batches spread over 4 (simulated CPU) devices, one host thread each, write
-    exactly the file of a one-device run."""
+    """Batches spread over 4 (simulated CPU) devices, one host thread each, or over 3
+    host threads sharing one device, write exactly the file of a one-thread run."""
     script = DEVICES_SCRIPT.format(tests=os.path.dirname(__file__), path=str(tmp_path / "dev"))
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -546,3 +548,33 @@ def test_default_group_bytes_follows_the_device():
     assert default_group_bytes(dev("gpu", {"bytes_limit": 80 * 10**9})) == 8 * 10**9
     assert default_group_bytes(dev("gpu", {"bytes_limit": 8 * 10**9})) == 2 << 30
     assert default_group_bytes(dev("gpu", None)) == 2 << 30
+
+
+def test_default_batch_size_and_threads_follow_the_device():
+    """CPU: batches from mem_lim (at most 64), one host thread; accelerators: batches
+    from the device's memory (at most 1024; 2 threads in flight: 512 on an 80 GB
+    H100, 1024 with the 105 GiB JAX takes of an H200, for 600k models x 8 bands in
+    float32), two host threads; never more stars than needed."""
+    from types import SimpleNamespace
+
+    from brutus_jax.analysis.fit_runner import batch_size_for, threads_for
+
+    def dev(platform, limit):
+        def memory_stats():
+            if limit is None:
+                raise RuntimeError("no statistics")
+            return {"bytes_limit": limit}
+        return SimpleNamespace(platform=platform, memory_stats=memory_stats)
+
+    grid = (600_287, 8, 4)
+    assert batch_size_for(*grid, 8000.0, 10**6) == 36  # 8000 MB / 230 MB per star
+    assert batch_size_for(*grid, 8000.0, 10**6, dev("cpu", None)) == 36
+    assert batch_size_for(*grid, 8000.0, 10**6, dev("gpu", 60 * 10**9), 2) == 512  # 75 % of an H100
+    assert batch_size_for(*grid, 8000.0, 10**6, dev("gpu", int(104.9 * 2**30)), 2) == 1024  # H200
+    assert batch_size_for(*grid, 8000.0, 10**6, dev("gpu", int(104.9 * 2**30)), 1) == 1024  # at most 1024
+    assert batch_size_for(*grid, 8000.0, 10**6, dev("gpu", None), 2) == 128  # 16 GiB assumed
+    assert batch_size_for(*grid, 8000.0, 300, dev("gpu", 60 * 10**9), 2) == 512  # a padded 300
+    assert batch_size_for(*grid, 8000.0, 3, dev("gpu", 60 * 10**9), 2) == 4
+    bf = SimpleNamespace(threads_per_device=None)
+    assert threads_for(bf, dev("cpu", None)) == 1 and threads_for(bf, dev("gpu", None)) == 2
+    assert threads_for(SimpleNamespace(threads_per_device=3), dev("cpu", None)) == 3

@@ -417,6 +417,35 @@ def test_staged_equals_fit_star(grid, stars, opts):
             _assert_same(ref._replace(icov=icov_at(*star, merged_e.av, merged_e.rv)), ref)
 
 
+@pytest.mark.parametrize("precision", ["scale_err", "icov", None])
+def test_star_minor_magnitude_stage_equals_vmap(grid, stars, precision):
+    """fit_stars_mag (S stars at once in the (Nmodel, S) layout: BruteForce's
+    accelerator path) == vmap(fit_star_mag), with a star without usable bands, stars
+    without parallax, a model mask and a small tolerance so that the stars stop after
+    different numbers of iterations (a stopped star's values are kept while the
+    others go on)."""
+    flux, err, mask, plx, plx_err, _ = stars
+    mask = mask.copy()
+    mask[3] = False
+    model_mask = np.ones(grid.nmodel, bool)
+    model_mask[::7] = False
+    kw = dict(ltol=1e-4, model_mask=model_mask, precision=precision)
+    st = sedfit_stages
+    data = (flux, err, mask, plx, plx_err)
+    ref = jax.jit(jax.vmap(lambda *x: st.fit_star_mag(grid, *x, **kw)))(*data)
+    out = jax.jit(lambda *x: st.fit_stars_mag(grid, *x, **kw))(*data)
+    n_iter = np.asarray(ref.n_iter_mag)
+    assert n_iter[3] == 0 and len(set(n_iter[n_iter > 0])) > 1, n_iter
+    for name in ref._fields:
+        a, b = getattr(ref, name), getattr(out, name)
+        if a is None or isinstance(a, tuple):
+            assert jax.tree.structure(a) == jax.tree.structure(b), name
+            jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, rtol=1e-12, err_msg=name), a, b)
+            continue
+        assert a.shape == b.shape, name
+        np.testing.assert_allclose(b, a, rtol=1e-12, atol=0, err_msg=name)
+
+
 def test_no_retrace_for_new_stars_or_option_values(grid, coeffs, fit_default, counted_vmap):
     """Same shapes -> one compiled kernel, whatever the stars or option values."""
     jitted = sedfit_stages._fit_stars_jit

@@ -43,7 +43,8 @@ from ..kernels.posterior import integrate_and_draw_lean, mc_integrate
 from ..kernels.galactic import galactic_prior_terms
 from ..kernels.priors import logp_extinction, logp_parallax, logp_parallax_scale
 from ..kernels.sedfit import BandMajorGrid, fit_star, to_band_major
-from ..kernels.sedfit_stages import fit_star_finish, fit_star_flux, fit_star_mag, icov_at, marginal_scale_err
+from ..kernels.sedfit_stages import (fit_star_finish, fit_star_flux, fit_star_mag, fit_stars_mag, icov_at,
+                                     marginal_scale_err)
 from ..kernels.selection import gather_selected, select_mask
 from .fit_io import FitOutput, fingerprint
 from .prior_setup import galactic_labels, grid_lnprior
@@ -117,21 +118,27 @@ def _map(fn, xs, chunk):
     return jax.lax.map(fn, xs) if chunk == 1 else jax.lax.map(fn, xs, batch_size=chunk)
 
 
-@functools.partial(jax.jit, static_argnames=("no_init_thresh", "chunk", "lazy"))
+@functools.partial(jax.jit, static_argnames=("no_init_thresh", "chunk", "lazy", "star_minor"))
 def _stage1_mag(grid, flux, err, mask, plx, plxe, avlim, av_gauss, rvlim, rv_gauss, ltol, ltol_subthresh,
-                init_thresh, *, no_init_thresh, chunk=None, lazy=False):
+                init_thresh, *, no_init_thresh, chunk=None, lazy=False, star_minor=False):
     """Stage 1a (batch): magnitude stage of every model and flux-stage selection.
     ``lazy`` (static): no marginal scale errors (``scale_err`` = 0, the value that
     maximises the parallax term of ``lnprob_sel``); the flux stage then sets those of
-    its models and `_stage1` checks that no other model is selected (`_exact_scale_err`)."""
-    def one(args):
-        f, e, m, p, pe = args
-        mag = fit_star_mag(grid, f, e, m, p, pe, avlim=avlim, av_gauss=av_gauss, rvlim=rvlim, rv_gauss=rv_gauss,
-                           ltol=ltol, ltol_subthresh=ltol_subthresh, init_thresh=init_thresh,
-                           select_all=no_init_thresh, precision=None if lazy else "scale_err")
+    its models and `_stage1` checks that no other model is selected (`_exact_scale_err`).
+    ``star_minor`` (static): the whole batch in one `fit_stars_mag` call (each model's
+    grid coefficients read once per batch, not once per star; same values; ``chunk``
+    unused)."""
+    kw = dict(avlim=avlim, av_gauss=av_gauss, rvlim=rvlim, rv_gauss=rv_gauss, ltol=ltol,
+              ltol_subthresh=ltol_subthresh, init_thresh=init_thresh, select_all=no_init_thresh,
+              precision=None if lazy else "scale_err")
+
+    def lazy_err(mag):
         return mag._replace(scale_err=jnp.zeros_like(mag.scale)) if lazy else mag
 
-    return _map(one, (flux, err, mask, plx, plxe), chunk)
+    xs = (flux, err, mask, plx, plxe)
+    if star_minor:
+        return lazy_err(fit_stars_mag(grid, *xs, **kw))
+    return _map(lambda a: lazy_err(fit_star_mag(grid, *a, **kw)), xs, chunk)
 
 
 @functools.partial(jax.jit, donate_argnames=("mag",))
@@ -209,7 +216,10 @@ def _stage1(grid, lnprior, flux, err, mask, plx, plxe, avlim, av_gauss, rvlim, r
     ``group_bytes``: see `_groups`; ``serial`` (the CPU setting): the stars one
     after another in the flux stage (`_stage1_flux`) and the magnitude stage,
     and in chunks of 4 in the finish; else (accelerators) the whole batch
-    vmapped in each.  MIST grid, one CPU core: magnitude stage 98 ms/star in
+    vmapped in each, the magnitude stage in the star-minor layout (`fit_stars_mag`:
+    each model's coefficients read once per batch, not once per star; H200, 600k
+    models, 512 stars: 64.5 -> 38.3 ms per batch, `benchmarks/bench_mag_stage.py`;
+    on one CPU core it is 2x slower than one star at a time).  MIST grid, one CPU core: magnitude stage 98 ms/star in
     chunks of 4, 67 one by one (each star leaves its iteration loop when it
     converges; 32 since session 11, benchmarks/README.md); finish 5 ms/star in chunks of 4 (small chunks stay in cache,
     benchmarks/bench_loglike.py), 17 one by one.  ``lazy_scale_err`` (default: with a
@@ -221,7 +231,8 @@ def _stage1(grid, lnprior, flux, err, mask, plx, plxe, avlim, av_gauss, rvlim, r
     chunk_mag, chunk_fin = (1, 4) if serial else (None, None)
     lazy = wt_thresh is not None if lazy_scale_err is None else bool(lazy_scale_err)
     mag = _stage1_mag(grid, flux, err, mask, plx, plxe, avlim, av_gauss, rvlim, rv_gauss, ltol, ltol_subthresh,
-                      init_thresh, no_init_thresh=no_init_thresh, chunk=chunk_mag, lazy=lazy)
+                      init_thresh, no_init_thresh=no_init_thresh, chunk=chunk_mag, lazy=lazy,
+                      star_minor=not serial)
     n_act = np.asarray(mag.n_active)
     nrows = flux.shape[0] if nrows is None else nrows
     nmodel, nfilt = grid.m0.shape[1], grid.m0.shape[0]
@@ -424,6 +435,11 @@ class BruteForce:
         Devices that fit batches of stars in parallel (one host thread each,
         the grid replicated on every one); default all local devices of the
         default backend.  Results do not depend on it.
+    threads_per_device : int, optional
+        Host threads fitting batches concurrently on each device, so that one
+        batch's dispatch and host syncs overlap another's device work; default 2
+        on accelerators, 1 on CPU (`fit_runner.threads_for`).  Results do not
+        depend on it.
 
     Attributes
     ----------
@@ -431,7 +447,8 @@ class BruteForce:
     structured), labels_mask (structured bool, True for grid axes), nmodels, nfilters.
     """
 
-    def __init__(self, star_grid, verbose=True, dtype=None, group_bytes=None, devices=None):
+    def __init__(self, star_grid, verbose=True, dtype=None, group_bytes=None, devices=None,
+                 threads_per_device=None):
         self.star_grid = star_grid
         self.models = star_grid.models
         self.models_labels = star_grid.labels
@@ -439,6 +456,7 @@ class BruteForce:
         self.verbose = verbose
         self.dtype = dtype or _default_dtype()
         self.group_bytes = group_bytes
+        self.threads_per_device = threads_per_device
         # flux stage and stage 2 over a group of stars: None picks by platform (lax.map on
         # CPU, vmap elsewhere); tests set it to compare both paths
         self._serial_stars = None
@@ -572,7 +590,8 @@ class BruteForce:
         in the file's attributes.  Extensions: ``overwrite`` (replace an
         existing file of a different fit; by default such a file is refused and
         a file of the same fit is resumed), ``batch_size`` (stars per
-        compiled batch; default from ``mem_lim``) and ``key_offset`` (star
+        compiled batch; default from ``mem_lim`` on CPU, from the device's memory on
+        an accelerator, `fit_runner.batch_size_for`) and ``key_offset`` (star
         ``i`` draws with ``fold_in(key, key_offset + i)``: a shard of a
         catalogue starting at row ``key_offset`` gives the rows of the
         whole-catalogue fit).

@@ -225,9 +225,9 @@ def _materialise(x, one):
     return x / one
 
 
-def _masked_max(x, keep):
-    """max of ``x`` over ``keep`` (NaN ignored); ``-inf`` when nothing is kept."""
-    return jnp.max(jnp.where(keep & (x == x), x, -jnp.inf))
+def _masked_max(x, keep, axis=None):
+    """max of ``x`` over ``keep`` (NaN ignored; over ``axis``, default all); ``-inf`` when nothing is kept."""
+    return jnp.max(jnp.where(keep & (x == x), x, -jnp.inf), axis=axis)
 
 
 class _ScaleFit(NamedTuple):
@@ -448,18 +448,24 @@ class _Setup(NamedTuple):
 
 def _setup(grid, flux, err, mask, avlim, av_gauss, rvlim, rv_gauss, ltol, ltol_subthresh, init_thresh,
            select_all, model_mask):
-    """Per-star constants shared by the stages (band weights, priors, bounds)."""
+    """Per-star constants shared by the stages (band weights, priors, bounds).
+
+    ``flux, err, mask`` (Nfilt,): one star.  (S, Nfilt): S stars in the star-minor
+    layout of `fit_stars_mag`: every per-star value is (S,), the grid's rows and
+    ``valid`` get a trailing axis ((Nmodel, 1)), so per-model arrays broadcast to
+    (Nmodel, S); the options stay shared scalars."""
     dtype = jnp.result_type(grid.m0, flux, err, float)
 
     def cast(x):
         return jnp.asarray(x, dtype=dtype)
 
     nfilt, nmodel = grid.m0.shape
-    grid = BandMajorGrid(cast(grid.m0), cast(grid.a), cast(grid.b))
     flux = cast(flux)
     err = cast(err)
-    if flux.shape != (nfilt,) or err.shape != (nfilt,):
-        raise ValueError(f"flux/err must have shape ({nfilt},), got {flux.shape}, {err.shape}")
+    if flux.ndim not in (1, 2) or flux.shape[-1] != nfilt or err.shape != flux.shape:
+        raise ValueError(f"flux/err must have shape ({nfilt},) or (S, {nfilt}), got {flux.shape}, {err.shape}")
+    star_minor = flux.ndim == 2
+    grid = BandMajorGrid(*(cast(x)[:, :, None] if star_minor else cast(x) for x in grid))
     if av_gauss is None:
         av_gauss = (0.0, 1e6)
     if rv_gauss is None:
@@ -467,17 +473,21 @@ def _setup(grid, flux, err, mask, avlim, av_gauss, rvlim, rv_gauss, ltol, ltol_s
     if init_thresh is None:
         init_thresh, select_all = _MAG_THRESH_DEFAULT, True
     valid = jnp.ones((nmodel,), bool) if model_mask is None else jnp.asarray(model_mask, bool)
+    if star_minor:
+        valid = valid[:, None]
 
     # ---- band weights (static shape, NaN-safe) ---------------------------
     used = (jnp.asarray(mask) != 0) & jnp.isfinite(flux) & jnp.isfinite(err) & (err > 0.0)
-    ndim = jnp.sum(used, dtype=jnp.int32)
+    ndim = jnp.sum(used, axis=-1, dtype=jnp.int32)
     has_data = ndim > 0
     nd1 = jnp.maximum(ndim, 1).astype(dtype)
     one = nd1 / nd1  # exactly 1.0, unknown to the compiler (see _materialise)
+    if star_minor:
+        one = one[:, None]  # per band below: (S, Nfilt) / (S, 1)
     fl = jnp.where(used, flux, 0.0)
     var = jnp.where(used, err * err, 1.0)
     w = jnp.where(used, 1.0 / var, 0.0)
-    log_norm = 0.5 * (ndim.astype(dtype) * _LN_2PI + jnp.sum(jnp.where(used, jnp.log(var), 0.0)))
+    log_norm = 0.5 * (ndim.astype(dtype) * _LN_2PI + jnp.sum(jnp.where(used, jnp.log(var), 0.0), axis=-1))
     # magnitudes; non-positive fluxes get mag 0 and variance 1e50 (brutus)
     pos = used & (flux > 0.0)
     fpos = jnp.where(pos, flux, 1.0)
@@ -490,9 +500,9 @@ def _setup(grid, flux, err, mask, avlim, av_gauss, rvlim, rv_gauss, ltol, ltol_s
     fl, w, mag, wmag = (_materialise(x, one) for x in (fl, w, mag, wmag))
     return _Setup(
         grid=grid, dtype=dtype,
-        F=tuple(fl[j] for j in range(nfilt)), W=tuple(w[j] for j in range(nfilt)),
-        M=tuple(mag[j] for j in range(nfilt)), WM=tuple(wmag[j] for j in range(nfilt)),
-        one=one, ndim=ndim, has_data=has_data, log_norm=log_norm, valid=valid,
+        F=tuple(fl[..., j] for j in range(nfilt)), W=tuple(w[..., j] for j in range(nfilt)),
+        M=tuple(mag[..., j] for j in range(nfilt)), WM=tuple(wmag[..., j] for j in range(nfilt)),
+        one=one[:, 0] if star_minor else one, ndim=ndim, has_data=has_data, log_norm=log_norm, valid=valid,
         av_min=cast(avlim[0]), av_max=cast(avlim[1]), rv_min=cast(rvlim[0]), rv_max=cast(rvlim[1]),
         av_mean=cast(av_gauss[0]), rv_mean=cast(rv_gauss[0]),
         av_ivar=1.0 / cast(av_gauss[1]) ** 2, rv_ivar=1.0 / cast(rv_gauss[1]) ** 2,
@@ -504,9 +514,11 @@ def _setup(grid, flux, err, mask, avlim, av_gauss, rvlim, rv_gauss, ltol, ltol_s
 def _mag_stage(c, parallax, parallax_err, max_iter_mag, final=None):
     """Magnitude stage over all models, then the flux-stage selection.  ``final``
     (static): None or ``final(entries, one) -> (icov, scale_err)`` of `MagStage`,
-    from `_scale_fit`'s six precision entries at the final point."""
+    from `_scale_fit`'s six precision entries at the final point.  ``c`` of one star
+    or of S stars in the star-minor layout (`_setup`): per-model arrays (Nmodel,) or
+    (Nmodel, S), reductions over axis 0, per-star results () or (S,)."""
     grid, dtype, WM, M = c.grid, c.dtype, c.WM, c.M
-    nfilt, nmodel = grid.m0.shape
+    nfilt, nmodel = grid.m0.shape[:2]
     av_ivar, rv_ivar, av_mean, rv_mean = c.av_ivar, c.rv_ivar, c.av_mean, c.rv_mean
     mag_tol = 2.5 * c.ltol
     s_sum = sum(WM)  # S = sum w (same for every model)
@@ -558,8 +570,8 @@ def _mag_stage(c, parallax, parallax_err, max_iter_mag, final=None):
     def mag_err(state):
         """max(|dA_V|, |dR_V|) of the last step over the models within ln(init_thresh) of the best."""
         _, it, logwt, step = state
-        near = c.valid & (logwt > _masked_max(logwt, c.valid) + c.ln_init_thresh)
-        return jnp.where(it == 0, jnp.inf, _masked_max(step, near))
+        near = c.valid & (logwt > _masked_max(logwt, c.valid, axis=0) + c.ln_init_thresh)
+        return jnp.where(it == 0, jnp.inf, _masked_max(step, near, axis=0))
 
     def mag_cond(state):
         # brutus stops when err < tol; a NaN err (impossible: NaN is masked) would stop too
@@ -579,9 +591,23 @@ def _mag_stage(c, parallax, parallax_err, max_iter_mag, final=None):
         step = jnp.maximum(jnp.abs(av_new - av), jnp.abs(rv_new - rv))
         return z_new, it + 1, mag_logwt(av_new, rv_new), step
 
-    av0 = jnp.full((nmodel,), av_mean, dtype)
-    rv0 = jnp.full((nmodel,), rv_mean, dtype)
-    state = lax.while_loop(mag_cond, mag_body, (lax.complex(av0, rv0), jnp.asarray(0, jnp.int32), av0, av0))
+    shape = jnp.broadcast_shapes(grid.m0.shape[1:], jnp.shape(c.has_data))  # (Nmodel,) or (Nmodel, S)
+    av0 = jnp.full(shape, av_mean, dtype)
+    rv0 = jnp.full(shape, rv_mean, dtype)
+    it0 = jnp.zeros(jnp.shape(c.has_data), jnp.int32)
+    state0 = (lax.complex(av0, rv0), it0, av0, av0)
+    if jnp.ndim(c.has_data) == 0:
+        state = lax.while_loop(mag_cond, mag_body, state0)
+    else:
+        # S stars: what vmap makes of the loop (every star steps until all have stopped,
+        # a stopped star's state is kept), with the per-star predicate carried
+        def body_s(st):
+            run = st[-1]
+            new = mag_body(st[:-1])
+            new = tuple(jnp.where(run, n, o) for n, o in zip(new, st[:-1]))
+            return new + (mag_cond(new),)
+
+        state = lax.while_loop(lambda st: jnp.any(st[-1]), body_s, state0 + (mag_cond(state0),))[:-1]
     av_m, rv_m, n_mag = jnp.real(state[0]), jnp.imag(state[0]), state[1]
     err_mag = mag_err(state)
     mle_m, extra = _scale_fit(grid, c.F, c.W, av_m, rv_m, final is not None, av_ivar, rv_ivar, c.one), (None, None)
@@ -596,9 +622,9 @@ def _mag_stage(c, parallax, parallax_err, max_iter_mag, final=None):
     plx_err_safe = jnp.where(use_plx, plx_err, 1.0)
     chi2_p = (jnp.sqrt(mle_m.scale) - plx) ** 2 / plx_err_safe**2
     lnl_p = jnp.where(use_plx, lnl_m - 0.5 * chi2_p, lnl_m)
-    active = c.valid & (c.select_all | (lnl_p > _masked_max(lnl_p, c.valid) + c.ln_init_thresh))
+    active = c.valid & (c.select_all | (lnl_p > _masked_max(lnl_p, c.valid, axis=0) + c.ln_init_thresh))
     active = active & c.has_data
-    return MagStage(av_m, rv_m, active, jnp.sum(active, dtype=jnp.int32), n_mag, err_mag, mle_m.scale, mle_m.chi2,
+    return MagStage(av_m, rv_m, active, jnp.sum(active, axis=0, dtype=jnp.int32), n_mag, err_mag, mle_m.scale, mle_m.chi2,
                     *extra)
 
 

@@ -25,7 +25,7 @@ from .sedfit import (DEFAULT_MAX_ITER_FLUX, DEFAULT_MAX_ITER_MAG, _MAG_THRESH_DE
                      _grid_fit, _icov_matrix, _mag_stage, _materialise, _scale_fit, _setup, fit_star)
 from .selection import true_indices
 
-__all__ = ["FluxStage", "fit_star_mag", "fit_star_flux", "merge_flux", "fit_star_finish", "icov_at",
+__all__ = ["FluxStage", "fit_star_mag", "fit_stars_mag", "fit_star_flux", "merge_flux", "fit_star_finish", "icov_at",
            "marginal_scale_err", "fit_stars"]
 
 
@@ -83,6 +83,24 @@ def fit_star_mag(grid, flux, err, mask, parallax=float("nan"), parallax_err=floa
     c = _setup(grid, flux, err, mask, avlim, av_gauss, rvlim, rv_gauss, ltol, ltol_subthresh, init_thresh,
                select_all, model_mask)
     return _mag_stage(c, parallax, parallax_err, max_iter_mag, final=_precision(precision))
+
+
+def fit_stars_mag(grid, flux, err, mask, parallax, parallax_err, avlim=(0.0, 20.0), av_gauss=(0.0, 1e6),
+                  rvlim=(1.0, 8.0), rv_gauss=(3.32, 0.18), ltol=0.03, ltol_subthresh=0.01, init_thresh=0.005,
+                  max_iter_mag=DEFAULT_MAX_ITER_MAG, model_mask=None, select_all=False, precision="icov"):
+    """`fit_star_mag` of S stars at once (``flux, err, mask`` (S, Nfilt), ``parallax,
+    parallax_err`` (S,)) in the star-minor layout: the per-model arrays are
+    (Nmodel, S) while they iterate, so each model's grid coefficients are read once
+    for all S stars instead of once per star (a vmapped `fit_star_mag` computes
+    (S, Nmodel) arrays and streams the whole grid per star: on a GPU its
+    magnitude-stage loop fusions are bound by those grid reads).  The loop runs as
+    a vmapped one: every star steps until the last has stopped, a stopped star's
+    values are kept, so the results equal ``vmap(fit_star_mag)``'s.  Returns
+    `MagStage` with a leading star axis ((S, Nmodel) and (S,) fields), like vmap."""
+    c = _setup(grid, flux, err, mask, avlim, av_gauss, rvlim, rv_gauss, ltol, ltol_subthresh, init_thresh,
+               select_all, model_mask)
+    mag = _mag_stage(c, parallax, parallax_err, max_iter_mag, final=_precision(precision))
+    return jax.tree.map(lambda x: x.T, mag)
 
 
 def fit_star_flux(grid, flux, err, mask, mag, capacity, avlim=(0.0, 20.0), av_gauss=(0.0, 1e6),
