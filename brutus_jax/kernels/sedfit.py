@@ -406,9 +406,7 @@ class MagStage(NamedTuple):
     """State after the magnitude stage and the flux-stage selection of one star:
     (Nmodel,) ``av, rv``, ``active`` (the models sent to the flux stage) and, at
     (av, rv), ``scale, chi2`` and ``icov`` (`_scale_fit`'s six entries) or/and the
-    marginal ``scale_err`` (None: not computed); () ``n_active, n_iter_mag, err_mag``
-    (the convergence error of the last step; below the tolerance it may be an upper
-    bound, see `_mag_stage`)."""
+    marginal ``scale_err`` (None: not computed); () ``n_active, n_iter_mag, err_mag``."""
 
     av: jax.Array
     rv: jax.Array
@@ -570,41 +568,28 @@ def _mag_stage(c, parallax, parallax_err, max_iter_mag, final=None):
         return -0.5 * chi2
 
     def mag_err(state):
-        """max(|dA_V|, |dR_V|) of the last step over the models within ln(init_thresh) of
-        the best at the current point; when the largest step over ALL models is already
-        below the tolerance, that bound instead (the same decision; ``logwt`` is then not
-        computed, see `mag_body`)."""
+        """max(|dA_V|, |dR_V|) of the last step over the models within ln(init_thresh) of the best."""
         _, it, logwt, step = state
-        bound = _masked_max(step, c.valid, axis=0)
         near = c.valid & (logwt > _masked_max(logwt, c.valid, axis=0) + c.ln_init_thresh)
-        err = jnp.where(bound < mag_tol, bound, _masked_max(step, near, axis=0))
-        return jnp.where(it == 0, jnp.inf, err)
+        return jnp.where(it == 0, jnp.inf, _masked_max(step, near, axis=0))
 
     def mag_cond(state):
         # brutus stops when err < tol; a NaN err (impossible: NaN is masked) would stop too
         return c.has_data & (state[1] < max_iter_mag) & (mag_err(state) >= mag_tol)
 
     def mag_body(state):
-        # One pass over the grid per iteration for the steps, and one for logwt at the new
-        # point (read by the convergence test, `mag_err`) unless every step is already
-        # below the tolerance (typically the last iteration's: one pass in five saved).
-        # XLA:CPU has no multi-output fusion, so every per-model output of the body is its
-        # own fusion and re-reads the grid: (A_V, R_V) travel as ONE complex array (one
-        # fusion for both steps, the shared divisions computed once); logwt is the output
-        # of a conditional (so computed once, not inside each of its two readers); the step
-        # size is the difference of the carried points (no grid read).
-        z, it, logwt, _ = state
+        # Two passes over the grid per iteration: the steps, then logwt at the new point.
+        # XLA:CPU has no multi-output fusion, so every per-model output of the body is
+        # its own fusion and re-reads the grid: (A_V, R_V) travel as ONE complex array
+        # (one fusion for both steps, the shared divisions computed once); logwt is a
+        # loop carry read by the convergence test (`mag_err`) in the loop condition; the
+        # step size is the difference of the carried points (no grid read).
+        z, it, _, _ = state
         av, rv = jnp.real(z), jnp.imag(z)
         z_new = lax.optimization_barrier(lax.complex(*mag_step(av, rv)))
         av_new, rv_new = jnp.real(z_new), jnp.imag(z_new)
         step = jnp.maximum(jnp.abs(av_new - av), jnp.abs(rv_new - rv))
-        if jnp.ndim(it) == 0:
-            bound = _masked_max(step, c.valid, axis=0)
-            logwt = lax.cond(bound < mag_tol, lambda: logwt,  # z_new: a buffer already
-                             lambda: mag_logwt(jnp.real(z_new), jnp.imag(z_new)))
-        else:  # S stars at once
-            logwt = mag_logwt(av_new, rv_new)
-        return z_new, it + 1, logwt, step
+        return z_new, it + 1, mag_logwt(av_new, rv_new), step
 
     shape = jnp.broadcast_shapes(grid.m0.shape[1:], jnp.shape(c.has_data))  # (Nmodel,) or (Nmodel, S)
     av0 = jnp.full(shape, av_mean, dtype)
