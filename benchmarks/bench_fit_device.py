@@ -1,8 +1,8 @@
 """BruteForce.fit throughput on whatever device JAX uses (GPU when present), no downloaded data.
 
-Usage:  python benchmarks/bench_fit_device.py [--nstars 1024 4096] [--batch-size 512] [--budget 300]
+Usage:  python benchmarks/bench_fit_device.py [--nstars 1024 4096] [--batch-size 512|auto] [--budget 300]
                                              [--group-bytes 0 2147483648] [--n-feh 72]
-                                             [--threads 1 2] [--stages] [--trace DIR]
+                                             [--threads 1 2 auto] [--stages] [--trace DIR]
 
 Grid: the synthetic MIST-like grid of `brutus_jax.data.synthetic` at brutus scale
 (100 x 100 x n_feh lattice; n_feh 63 -> ~525k, 72 -> ~600k models x 8 bands), so the script runs on a
@@ -13,9 +13,11 @@ every bucket), then a timed second run; prints stars/s.  ``--stages``: a third
 run with every stage call blocked on, per-stage ms/star and the host remainder.
 ``--trace DIR``: a device trace of one batch (jax.profiler, perfetto JSON in DIR)
 summarised as device time per jitted function and the top kernels.  ``--threads N``:
-N host threads fitting batches concurrently on the one device (``BruteForce(devices=
-[dev] * N)``), so one thread's dispatch and host syncs overlap another's device work;
-``--stages`` and ``--trace`` run for N = 1 only.  Each configuration runs in its own
+N host threads fitting batches concurrently on the one device
+(``BruteForce(threads_per_device=N)``, auto: its default, 2 on accelerators), so one
+thread's dispatch and host syncs overlap another's device work; ``--stages`` and
+``--trace`` always use one thread.  ``--batch-size auto``: `fit`'s default (from the
+device's memory on accelerators).  Each configuration runs in its own
 try block (an out-of-memory error is printed and the next one runs); the device's peak
 memory is printed after each.
 """
@@ -65,14 +67,14 @@ def summarize_trace(path, top=40):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--nstars", type=int, nargs="+", default=[1024, 4096])
-    ap.add_argument("--batch-size", type=int, default=512)
+    ap.add_argument("--batch-size", default="512", help="stars per batch, or auto (fit's default)")
     ap.add_argument("--group-bytes", nargs="+", default=["auto"],
                     help="BruteForce(group_bytes=...) values to compare (0: one star per call; auto: the "
                          "device's default, bruteforce.default_group_bytes)")
     ap.add_argument("--serial", nargs="+", default=["auto"], choices=["auto", "on", "off"],
                     help="stars of a group through the flux stage and stage 2 one by one (on: lax.map, the CPU "
                          "default), vmapped (off: the accelerator default) or by platform (auto); compared in turn")
-    ap.add_argument("--threads", type=int, nargs="+", default=[1],
+    ap.add_argument("--threads", nargs="+", default=["1"],
                     help="host threads per device fitting batches concurrently; compared in turn")
     ap.add_argument("--n-feh", type=int, default=63, help="[Fe/H] nodes of the synthetic grid (63: ~525k models)")
     ap.add_argument("--budget", type=float, default=300.0, help="stop starting new sizes after this many s")
@@ -118,13 +120,24 @@ def run_one(args, bfm, BruteForce, grid, models, n, gb, sr, nt, _time_stages, si
     """First run (compiles), timed run, optional trace and per-stage timing of one configuration."""
     import jax
 
-    bf = BruteForce(grid, verbose=False, group_bytes=gb, devices=[jax.devices()[0]] * nt)
-    bf._serial_stars = {"auto": None, "on": True, "off": False}[sr]
+    from brutus_jax.analysis.fit_runner import batch_size_for, threads_for
+
+    def make(threads):
+        bf = BruteForce(grid, verbose=False, group_bytes=gb, devices=jax.devices()[:1], threads_per_device=threads)
+        bf._serial_stars = {"auto": None, "on": True, "off": False}[sr]
+        return bf
+
+    bf = make(None if nt == "auto" else int(nt))
+    dev = jax.devices()[0]
+    nthreads = threads_for(bf, dev)
     flux, err, msk, plx, pe, coords = simulate(np.asarray(models), n, seed=1)
-    B = min(args.batch_size, n)
+    B = (batch_size_for(bf.nmodels, bf.nfilters, np.dtype(bf.dtype).itemsize, 8000.0, n, dev, nthreads)
+         if args.batch_size == "auto" else min(int(args.batch_size), n))
     kw = dict(parallax=plx, parallax_err=pe, data_coords=coords, rstate=7, verbose=False, overwrite=True,
               batch_size=B)
-    tag = f"N={n} batch={B} group_bytes={gb if gb is not None else 'auto'} serial={sr} threads={nt}"
+    tag = (f"N={n} batch={B}{' (auto)' if args.batch_size == 'auto' else ''} "
+           f"group_bytes={gb if gb is not None else 'auto'} serial={sr} threads={nthreads}"
+           f"{' (auto)' if nt == 'auto' else ''}")
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
         bf.fit(flux, err, msk, np.arange(n), f"{tmp}/a.h5", **kw)
@@ -137,8 +150,7 @@ def run_one(args, bfm, BruteForce, grid, models, n, gb, sr, nt, _time_stages, si
               f"incl. compilation {t_first:.1f} s; compiled stage1_mag x{bfm._stage1_mag._cache_size()}, "
               f"flux x{bfm._stage1_flux._cache_size()}, finish x{bfm._stage1_finish._cache_size()}, "
               f"stage2 x{bfm._stage2._cache_size()})", flush=True)
-        if nt > 1:
-            return
+        bf = make(1)  # per-stage times and the trace: one thread
         if args.trace:
             import jax
 
