@@ -219,15 +219,17 @@ def _stage1(grid, lnprior, flux, err, mask, plx, plxe, avlim, av_gauss, rvlim, r
     vmapped in each, the magnitude stage in the star-minor layout (`fit_stars_mag`:
     each model's coefficients read once per batch, not once per star; H200, 600k
     models, 512 stars: 64.5 -> 38.3 ms per batch, `benchmarks/bench_mag_stage.py`;
-    on one CPU core it is 2x slower than one star at a time).  MIST grid, one CPU core: magnitude stage 98 ms/star in
-    chunks of 4, 67 one by one (each star leaves its iteration loop when it
-    converges; 32 since session 11, benchmarks/README.md); finish 5 ms/star in chunks of 4 (small chunks stay in cache,
+    on one CPU core it is 2x slower than one star at a time).  MIST grid, one CPU
+    core: magnitude stage 98 ms/star in chunks of 4, 67 one by one (each star leaves
+    its iteration loop when it converges; 32 since session 11, benchmarks/README.md);
+    finish 5 ms/star in chunks of 4 (small chunks stay in cache,
     benchmarks/bench_loglike.py), 17 one by one.  ``lazy_scale_err`` (default: with a
     ``wt_thresh``): the magnitude stage skips the marginal scale errors of the whole grid
     (a third of its time on XLA:CPU); they enter only ``lnprob_sel`` of the models outside
-    the flux stage, which are checked to stay unselected (else computed; same results).  Returns ``(fit, base, lnprob_sel, sel, nsel,
-    chi2min, nbands)``, ``fit`` the final `MagStage` (``av, rv, scale, chi2,
-    scale_err`` of every model, (B, Nmodel) each; ``icov``: an `_IcovSource`)."""
+    the flux stage, which are checked to stay unselected (else computed; same results).
+    Returns ``(fit, base, lnprob_sel, sel, nsel, chi2min, nbands)``, ``fit`` the final
+    `MagStage` (``av, rv, scale, chi2, scale_err`` of every model, (B, Nmodel) each;
+    ``icov``: an `_IcovSource`)."""
     chunk_mag, chunk_fin = (1, 4) if serial else (None, None)
     lazy = wt_thresh is not None if lazy_scale_err is None else bool(lazy_scale_err)
     mag = _stage1_mag(grid, flux, err, mask, plx, plxe, avlim, av_gauss, rvlim, rv_gauss, ltol, ltol_subthresh,

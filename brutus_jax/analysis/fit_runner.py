@@ -172,7 +172,7 @@ def run_fit(bf, out, inp, key, lnp_static, feh, loga, st, av_gauss, rv_gauss, me
     batches = [todo[s:s + B] for s in range(0, todo.size, B)]
     devices = devices[: max(1, len(batches))]
     ctxs = _contexts(bf, devices, lnp_static, feh, loga, st, av_gauss, rv_gauss)
-    ctxs = [c for c in ctxs for _ in range(nthreads)][: max(1, len(batches))]  # threads share their device's
+    ctxs = [c for c in ctxs for _ in range(nthreads)][: max(1, len(batches))]  # a device's threads share its context
     host_gather = bf._host_gather if bf._host_gather is not None else devices[0].platform == "cpu"
     pending = []
     own = bar is None

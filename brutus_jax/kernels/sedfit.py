@@ -624,8 +624,8 @@ def _mag_stage(c, parallax, parallax_err, max_iter_mag, final=None):
     lnl_p = jnp.where(use_plx, lnl_m - 0.5 * chi2_p, lnl_m)
     active = c.valid & (c.select_all | (lnl_p > _masked_max(lnl_p, c.valid, axis=0) + c.ln_init_thresh))
     active = active & c.has_data
-    return MagStage(av_m, rv_m, active, jnp.sum(active, axis=0, dtype=jnp.int32), n_mag, err_mag, mle_m.scale, mle_m.chi2,
-                    *extra)
+    return MagStage(av_m, rv_m, active, jnp.sum(active, axis=0, dtype=jnp.int32), n_mag, err_mag, mle_m.scale,
+                    mle_m.chi2, *extra)
 
 
 def _flux_stage(c, grid, av, rv, active, max_iter_flux):
