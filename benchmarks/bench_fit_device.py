@@ -99,12 +99,13 @@ def main():
     runs = [(n, None if gb == "auto" else int(gb), sr, nt) for n in args.nstars for gb in args.group_bytes
             for sr in args.serial for nt in args.threads]
     dev = jax.devices()[0]
+    first = {}  # N -> the first configuration's results, which the others must reproduce
     for n, gb, sr, nt in runs:
         if time.perf_counter() - t_start > args.budget:
             print(f"budget reached: skipping N={n} group_bytes={gb} serial={sr} threads={nt}")
             continue
         try:
-            run_one(args, bfm, BruteForce, grid, models, n, gb, sr, nt, _time_stages, simulate)
+            run_one(args, bfm, BruteForce, grid, models, n, gb, sr, nt, _time_stages, simulate, first)
         except Exception as exc:  # e.g. out of device memory: report, go on with the next configuration
             print(f"N={n} group_bytes={gb} serial={sr} threads={nt}: FAILED {type(exc).__name__}: "
                   f"{str(exc)[:400]}", flush=True)
@@ -116,8 +117,10 @@ def main():
             pass
 
 
-def run_one(args, bfm, BruteForce, grid, models, n, gb, sr, nt, _time_stages, simulate):
-    """First run (compiles), timed run, optional trace and per-stage timing of one configuration."""
+def run_one(args, bfm, BruteForce, grid, models, n, gb, sr, nt, _time_stages, simulate, first):
+    """First run (compiles), timed run, optional trace and per-stage timing of one configuration;
+    its results compared with those of the first configuration of the same N (``first``)."""
+    import h5py
     import jax
 
     from brutus_jax.analysis.fit_runner import batch_size_for, threads_for
@@ -150,6 +153,15 @@ def run_one(args, bfm, BruteForce, grid, models, n, gb, sr, nt, _time_stages, si
               f"incl. compilation {t_first:.1f} s; compiled stage1_mag x{bfm._stage1_mag._cache_size()}, "
               f"flux x{bfm._stage1_flux._cache_size()}, finish x{bfm._stage1_finish._cache_size()}, "
               f"stage2 x{bfm._stage2._cache_size()})", flush=True)
+        with h5py.File(f"{tmp}/b.h5", "r") as fh:
+            res = {k: fh[k][()] for k in ("samps_dist", "samps_red", "obj_log_evid", "model_idx")}
+        if n not in first:
+            first[n] = res
+        else:  # batch size, threads and groups must not change any result
+            diff = {k: float(np.nanmax(np.abs(res[k].astype(float) - first[n][k].astype(float))))
+                    for k in res}
+            print("  vs the first configuration: max |difference| " + ", ".join(
+                f"{k} {v:.2g}" for k, v in diff.items()), flush=True)
         bf = make(1)  # per-stage times and the trace: one thread
         if args.trace:
             import jax
