@@ -145,12 +145,17 @@ def test_gumbel_top_k_samples_without_replacement_in_proportion():
     assert stats.chisquare(counts[:5], 4000 * w).pvalue > 1e-3, counts
 
 
-@pytest.mark.parametrize("nmc", [21, 50, 1])  # odd: antithetic pairs truncated; 1: no negative half
-def test_lean_integration_equals_full_integration_and_draws(rng, nmc):
+@pytest.mark.parametrize("nmc, block", [(21, None), (50, None), (1, None), (21, 60)])
+def test_lean_integration_equals_full_integration_and_draws(rng, nmc, block, monkeypatch):
     """integrate_and_draw_lean (samples regenerated for the drawn models only; pass 1
-    over the two antithetic halves separately) gives mc_integrate + draw_posterior's
-    lnp, ESS, draws and drawn samples."""
+    over the two antithetic halves separately, in blocks of models) gives
+    mc_integrate + draw_posterior's lnp, ESS, draws and drawn samples.  nmc odd:
+    antithetic pairs truncated; 1: no negative half; block 60: pass 1 in 5 blocks."""
+    from brutus_jax.kernels import posterior
     from brutus_jax.kernels.posterior import draw_posterior, integrate_and_draw_lean, mc_integrate
+
+    if block is not None:
+        monkeypatch.setattr(posterior, "_mc_block", lambda K: block)
 
     K = 300
     scale = jnp.asarray(rng.uniform(0.3, 3.0, K))
@@ -180,6 +185,16 @@ def test_lean_integration_equals_full_integration_and_draws(rng, nmc):
     top = np.argsort(p)[-3:]
     frac = np.bincount(np.asarray(post.draw_model), minlength=K)[top] / 400
     assert np.all(np.abs(frac - p[top]) < 5 * np.sqrt(p[top] * (1 - p[top]) / 400) + 0.01)
+
+
+def test_mc_block_sizes():
+    """Blocks of the lean pass 1: K up to 16384, else the largest multiple of 8 dividing K."""
+    from brutus_jax.kernels.posterior import _mc_block
+
+    assert [_mc_block(k) for k in (256, 16384, 24576, 32768, 50000, 49152)] == [256, 16384, 12288, 16384, 10000,
+                                                                                   16384]
+    assert _mc_block(16411) == 16411 and _mc_block(2 * 16411) == 2 * 16411  # no such divisor: one block
+    assert _mc_block(120, largest=40) == 40 and _mc_block(100, largest=40) == 100
 
 
 def test_gather_selected_branches_and_host_gather(rng):
