@@ -188,11 +188,10 @@ def test_lean_integration_equals_full_integration_and_draws(rng, nmc, block, mon
 
 
 def test_mc_block_sizes():
-    """Blocks of the lean pass 1: K up to 16384, else the largest multiple of 8 dividing K."""
+    """Blocks of the lean pass 1: K up to 2048, else the largest multiple of 8 dividing K."""
     from brutus_jax.kernels.posterior import _mc_block
 
-    assert [_mc_block(k) for k in (256, 16384, 24576, 32768, 50000, 49152)] == [256, 16384, 12288, 16384, 10000,
-                                                                                   16384]
+    assert [_mc_block(k) for k in (256, 2048, 6144, 12288, 50000, 3000)] == [256, 2048, 2048, 2048, 2000, 1000]
     assert _mc_block(16411) == 16411 and _mc_block(2 * 16411) == 2 * 16411  # no such divisor: one block
     assert _mc_block(120, largest=40) == 40 and _mc_block(100, largest=40) == 100
 

@@ -207,13 +207,17 @@ class DrawnPosterior(NamedTuple):
     draw_logp: jax.Array  # lnp_mc of the picked MC sample
 
 
-def _mc_block(K, largest=16384):
+def _mc_block(K, largest=2048):
     """Models per block of `integrate_and_draw_lean`'s first pass: K itself up to
     ``largest``, else the largest divisor of K that is a multiple of 8 and at most
-    ``largest`` (K when there is none).  On one core (K x 50 samples, Galactic prior +
-    parallax, float32) the plain (samples, K) layout ran at 16-17 ns per sample up
-    to K = 16384 against ~20.5 for (K, samples), but at 24-29 for K = 24576-50000,
-    when the per-model values no longer stay in cache across the samples."""
+    ``largest`` (K when there is none).  Measured (K x 50 samples, Galactic prior +
+    parallax, float32): on one core the (samples, K) layout ran at 16-17 ns per
+    sample up to K = 16384 against ~20.5 for (K, samples), but at 24-29 for K =
+    24576-50000, when the per-model values no longer stay in cache across the
+    samples; and XLA:CPU spreads a pass over the cores by its outer (block) axis,
+    so one block of 16384 models ran on one core of two.  Blocks of <= 2048: one
+    core 18.6 (K = 8192) and 17.6 (K = 50000) ns per sample with the draws, two
+    cores 10.4 and 10.2, against ~21.6 / ~22 and ~12 / ~12.2 for (K, samples)."""
     if K <= largest:
         return K
     best = next((c for c in range(largest - largest % 8, 7, -8) if K % c == 0), None)
@@ -275,7 +279,8 @@ def integrate_and_draw_lean(key_mc, key_draw, valid, lnprob_base, scale, av, rv,
     # (MC pass 24.3 -> 21.0 ns/sample, benchmarks/README.md).  Laid out (K / c, nh, c):
     # blocks of c models, samples, the block's models, so the long model axis is the
     # vectorised one (rows of 25 samples leave XLA:CPU's loops mostly in remainders)
-    # while a block's per-model values stay in cache across its samples (`_mc_block`).
+    # while a block's per-model values stay in cache across its samples, and the
+    # blocks spread over the cores (`_mc_block`).
     # Same values as `samples` (the sums run in another order).
     c = _mc_block(K)
     blk = lambda x: x.reshape((K // c, 1, c) + x.shape[1:])  # noqa: E731  (K, ...) -> (K/c, 1, c, ...)
