@@ -238,9 +238,9 @@ def integrate_and_draw_lean(key_mc, key_draw, valid, lnprob_base, scale, av, rv,
 
     ``key_mc`` seeds the samples (as the key of `mc_integrate`), ``key_draw``
     the draws (as the key of `draw_posterior`).  ``extra_lnprior(d, A_V, R_V,
-    aux_k)`` must broadcast: pass 1 calls it with the (n, K) points of all K
-    models (sample-major) and ``aux`` with a new leading axis (each leaf
-    (1, K, ...)), pass 2 per model with (nmc,) points and that model's slice
+    aux_k)`` must broadcast: pass 1 calls it with the points of all K models in
+    blocks, (K/c, n, c), and each leaf of ``aux`` reshaped from (K, ...) to
+    (K/c, 1, c, ...); pass 2 per model with (nmc,) points and that model's slice
     ``aux_k`` of the pytree ``aux`` (leading axis K).
     """
     dt = jnp.result_type(scale.dtype, av.dtype)
@@ -272,7 +272,7 @@ def integrate_and_draw_lean(key_mc, key_draw, valid, lnprob_base, scale, av, rv,
     K = scale.shape[0]
     slots = jnp.arange(K)
     per_model = (slots, ln_s, av, rv, L, lnprob_base, valid, aux)
-    # Pass 1 evaluates the two antithetic halves separately: each normal of the (nh, K)
+    # Pass 1 evaluates the two antithetic halves separately: each normal of the three
     # components then has two consumers, so XLA:CPU computes it once into a buffer
     # (only the components the priors use: ln d's without a dust prior) instead of
     # re-deriving hash and erf_inv for every sample inside the fused sample loop
