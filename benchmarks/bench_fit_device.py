@@ -16,10 +16,11 @@ summarised as device time per jitted function and the top kernels.  ``--threads 
 N host threads fitting batches concurrently on the one device
 (``BruteForce(threads_per_device=N)``, auto: its default, 2 on accelerators), so one
 thread's dispatch and host syncs overlap another's device work; ``--stages`` and
-``--trace`` always use one thread.  ``--batch-size auto``: `fit`'s default (from the
-device's memory on accelerators).  Each configuration runs in its own
-try block (an out-of-memory error is printed and the next one runs); the device's peak
-memory is printed after each.
+``--trace`` use one thread, for the first configuration of each N.  ``--batch-size
+auto``: `fit`'s default (from the device's memory on accelerators).  Each
+configuration runs in its own try block (an out-of-memory error is printed and the
+next one runs); the device's peak memory is printed after each, and every later
+configuration's results are compared with the first's.
 """
 
 import argparse
@@ -157,15 +158,14 @@ def run_one(args, bfm, BruteForce, grid, models, n, gb, sr, nt, _time_stages, si
             res = {k: fh[k][()] for k in ("samps_dist", "samps_red", "obj_log_evid", "model_idx")}
         if n not in first:
             first[n] = res
-        else:  # batch size, threads and groups must not change any result
+        else:  # batch size, threads and groups must not change any result; stages and trace once per N
             diff = {k: float(np.nanmax(np.abs(res[k].astype(float) - first[n][k].astype(float))))
                     for k in res}
             print("  vs the first configuration: max |difference| " + ", ".join(
                 f"{k} {v:.2g}" for k, v in diff.items()), flush=True)
+            return
         bf = make(1)  # per-stage times and the trace: one thread
         if args.trace:
-            import jax
-
             sub = dict(kw, parallax=plx[:B], parallax_err=pe[:B], data_coords=coords[:B])
             with jax.profiler.trace(args.trace, create_perfetto_trace=True):
                 bf.fit(flux[:B], err[:B], msk[:B], np.arange(B), f"{tmp}/t.h5", **sub)
@@ -185,6 +185,7 @@ def run_one(args, bfm, BruteForce, grid, models, n, gb, sr, nt, _time_stages, si
             print("  per stage (ms/star, blocked): " + ", ".join(
                 f"{k} {1e3 * v / n:.3f}" for k, v in acc.items()) + f", host/other {1e3 * rest / n:.3f} "
                 f"(total {1e3 * t / n:.3f})", flush=True)
+
 
 if __name__ == "__main__":
     sys.exit(main())
