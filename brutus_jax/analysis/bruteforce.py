@@ -281,13 +281,17 @@ def default_group_bytes(device):
     memory, at least 2 GiB.  On an H200 with 2 GiB groups a batch of 512 stars made
     ~54 stage-2 calls whose host dispatch (~1.5 ms each) kept the GPU idle most of
     the time (benchmarks/README.md); larger groups make fewer calls."""
-    if device.platform == "cpu":
-        return 2 << 30
+    limit = device_bytes_limit(device) if device.platform != "cpu" else None
+    return 2 << 30 if limit is None else max(2 << 30, limit // 10)
+
+
+def device_bytes_limit(device):
+    """Bytes JAX may use on ``device`` (its ``memory_stats()["bytes_limit"]``), or None
+    for backends without memory statistics."""
     try:
-        limit = int(device.memory_stats()["bytes_limit"])
-    except Exception:  # backends without memory statistics
-        return 2 << 30
-    return max(2 << 30, limit // 10)
+        return int(device.memory_stats()["bytes_limit"])
+    except Exception:
+        return None
 
 
 def _groups(buckets, bytes_per_star, group_bytes=None):

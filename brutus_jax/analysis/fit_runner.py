@@ -5,7 +5,8 @@ runs stage 1 and stage 2 of `bruteforce` on one device.  With several local
 devices (GPUs, or CPU devices from
 ``XLA_FLAGS=--xla_force_host_platform_device_count=N``) or several host threads
 per device (`threads_for`: 2 on accelerators) each host thread takes the next
-batch, with the grid replicated on every device (`DeviceContext`).  A star's results depend only on its own data and its
+batch, with the grid replicated on every device (`DeviceContext`).  A star's
+results depend only on its own data and its
 key ``fold_in(key, i)``, never on which batch or device fitted it, so they
 equal a one-device run (tested).  Rows are written by the main thread in
 batch order as they finish (h5py is not thread-safe), at most two batches
@@ -52,10 +53,9 @@ def batch_size_for(nmodels, nfilt, itemsize, mem_lim, ntodo, device=None, nthrea
     JAX may use, at ~12 values per star and model (measured: 42.6 GiB peak for two
     batches of 1024 stars x 600k models, float32, H200; benchmarks/README.md)."""
     if device is not None and device.platform != "cpu":
-        try:
-            limit = int(device.memory_stats()["bytes_limit"])
-        except Exception:  # backends without memory statistics
-            limit = 16 << 30
+        from .bruteforce import device_bytes_limit
+
+        limit = device_bytes_limit(device) or 16 << 30  # 16 GiB without memory statistics
         per_star = nmodels * (nfilt + 4) * itemsize
         b = int(max(1, min(1024, 0.7 * limit / max(nthreads, 1) // max(per_star, 1))))
         b = 1 << (b.bit_length() - 1)

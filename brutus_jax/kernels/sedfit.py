@@ -482,8 +482,6 @@ def _setup(grid, flux, err, mask, avlim, av_gauss, rvlim, rv_gauss, ltol, ltol_s
     has_data = ndim > 0
     nd1 = jnp.maximum(ndim, 1).astype(dtype)
     one = nd1 / nd1  # exactly 1.0, unknown to the compiler (see _materialise)
-    if star_minor:
-        one = one[:, None]  # per band below: (S, Nfilt) / (S, 1)
     fl = jnp.where(used, flux, 0.0)
     var = jnp.where(used, err * err, 1.0)
     w = jnp.where(used, 1.0 / var, 0.0)
@@ -497,12 +495,12 @@ def _setup(grid, flux, err, mask, avlim, av_gauss, rvlim, rv_gauss, ltol, ltol_s
     # Materialise the per-band values: unbatched, XLA:CPU otherwise re-derives
     # every band weight from (flux, err, mask) inside each per-model loop
     # (measured 1.5x slower single-star calls).
-    fl, w, mag, wmag = (_materialise(x, one) for x in (fl, w, mag, wmag))
+    fl, w, mag, wmag = (_materialise(x, one[..., None]) for x in (fl, w, mag, wmag))
     return _Setup(
         grid=grid, dtype=dtype,
         F=tuple(fl[..., j] for j in range(nfilt)), W=tuple(w[..., j] for j in range(nfilt)),
         M=tuple(mag[..., j] for j in range(nfilt)), WM=tuple(wmag[..., j] for j in range(nfilt)),
-        one=one[:, 0] if star_minor else one, ndim=ndim, has_data=has_data, log_norm=log_norm, valid=valid,
+        one=one, ndim=ndim, has_data=has_data, log_norm=log_norm, valid=valid,
         av_min=cast(avlim[0]), av_max=cast(avlim[1]), rv_min=cast(rvlim[0]), rv_max=cast(rvlim[1]),
         av_mean=cast(av_gauss[0]), rv_mean=cast(rv_gauss[0]),
         av_ivar=1.0 / cast(av_gauss[1]) ** 2, rv_ivar=1.0 / cast(rv_gauss[1]) ** 2,
