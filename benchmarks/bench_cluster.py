@@ -4,6 +4,7 @@ Usage:  python benchmarks/bench_cluster.py [--nstars 60] [--ripple] [--fit]
         [--neep 250] [--nsmf 6] [--err-floor 0.1] [--warmup 150] [--samples 150] [--max-doublings 6]
         [--measure smooth|brutus] [--chains 2] [--seed 1] [--data-seed 3] [--transform logit|reflect]
         [--seeds N] [--float32] [--method nuts|smc] [--smc-steps 20] [--smc-reference prior|laplace]
+        [--imh-steps 100]
 
 Simulated cluster (``data.toy_population.simulate_cluster``: truth [Fe/H] 0, log age 9.6,
 A_V 0.3, R_V 3.3, 800 pc, 10 % field, 30 % binaries, 0.3-1 % photometry, 0.02-0.1 mas parallaxes)
@@ -20,7 +21,8 @@ there (no terminal rows) and going on to 808.
 mean leapfrog steps per draw, timing and min bulk ESS per second.
 
 ``--method smc``: tempered SMC instead of NUTS (``--chains`` independent runs of ``--samples``
-particles, ``--smc-steps`` Metropolis steps per temperature; ``--warmup`` unused).
+particles, ``--smc-steps`` Metropolis steps per temperature, then ``--imh-steps``
+independence-MH steps per particle, 0 for the particles themselves; ``--warmup`` unused).
 
 ``--seeds N``: the ``--fit`` settings on N simulated clusters (data seeds 0..N-1, same truth);
 per seed the largest R-hat, divergences, smallest bulk ESS and the truth's posterior quantile per
@@ -77,7 +79,8 @@ def fit(pop, d, a):
                        cluster_prob=CLUSTER_PROB, err_floor=a.err_floor, row_measure=a.measure,
                        max_num_doublings=a.max_doublings,
                        priors={"rv": 3.3}, transform=a.transform, dtype="float32" if a.float32 else "float64",
-                       method=a.method, smc_mcmc_steps=a.smc_steps, smc_reference=a.smc_reference, **grids)
+                       method=a.method, smc_mcmc_steps=a.smc_steps, smc_reference=a.smc_reference,
+                       smc_imh_steps=a.imh_steps, **grids)
 
 
 def _steps(dg):
@@ -151,6 +154,8 @@ def main():
     ap.add_argument("--float32", action="store_true", help="fit in float32 (default float64)")
     ap.add_argument("--method", default="nuts", choices=["nuts", "smc"])
     ap.add_argument("--smc-steps", type=int, default=20, help="SMC: Metropolis steps per temperature")
+    ap.add_argument("--imh-steps", type=int, default=100,
+                    help="SMC: independence MH steps per particle after tempering (smc_imh_steps)")
     ap.add_argument("--smc-reference", default="prior", choices=["prior", "laplace"])
     a = ap.parse_args()
     print(f"python {platform.python_version()}, jax {jax.__version__} ({jax.default_backend()}), "

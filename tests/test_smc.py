@@ -58,19 +58,23 @@ def test_mixture_weights_moments_and_evidence(mixture_run):
     assert np.all(np.isfinite(ell))
 
 
-@pytest.mark.parametrize("reference", ["prior", "laplace"])
-def test_fit_cluster_smc(pop, cluster, reference):  # noqa: F811
-    """method="smc" on the 60-star simulated cluster (short CI run): the truth lies in
-    the 95 % intervals, the runs agree, and the result has the documented structure."""
+@pytest.mark.parametrize("reference,imh", [("prior", 20), ("laplace", 0)])
+def test_fit_cluster_smc(pop, cluster, reference, imh):  # noqa: F811
+    """method="smc" on the 60-star simulated cluster (short CI run), with independence-MH chains
+    after tempering (prior reference) or the particles themselves (Laplace reference): the truth
+    lies in the 95 % intervals, the runs agree, and the result has the documented structure."""
     c = cluster
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         r = fit_cluster(pop, c["flux"], c["err"], c["parallax"], c["parallax_err"], num_chains=2, num_samples=96,
                         seed=1, progress=False, err_floor=0.1, priors={"rv": 3.3}, method="smc",
-                        smc_mcmc_steps=8, smc_reference=reference, **GRIDS)
-    assert r.diagnostics["method"] == "smc" and r.samples["dist"].shape == (2, 96)
+                        smc_mcmc_steps=8, smc_reference=reference, smc_imh_steps=imh, **GRIDS)
     sm = r.diagnostics["smc"]
+    assert r.diagnostics["method"] == "smc" and r.samples["dist"].shape == (2, 96 * max(imh, 1))
     assert np.all(sm["finished"]) and np.all(sm["n_steps"] >= 1) and np.all(sm["unique_fraction"] > 0.5)
+    if imh:  # the chains move (acceptance ~0.4 on this cluster) and give far more ESS than 2 x 96 particles
+        assert np.all(sm["imh_acceptance"] > 0.15) and min(r.diagnostics["ess_bulk"].values()) > 400
+        assert "independence-MH" in r.summary()
     assert np.all(np.isfinite(sm["log_evidence"])) and max(r.diagnostics["rhat"].values()) < 1.1
     for i, name in enumerate(["feh", "loga", "av", "rv", "dist", "field_frac"]):
         if name == "rv":
@@ -88,3 +92,5 @@ def test_fit_cluster_smc(pop, cluster, reference):  # noqa: F811
         fit_cluster(pop, c["flux"], c["err"], method="emcee", progress=False)
     with pytest.raises(ValueError, match="smc_reference"):
         fit_cluster(pop, c["flux"], c["err"], method="smc", smc_reference="grid", progress=False)
+    with pytest.raises(ValueError, match="smc_imh_steps"):
+        fit_cluster(pop, c["flux"], c["err"], method="smc", smc_imh_steps=-1, progress=False)

@@ -22,7 +22,9 @@ class ClusterResult:
         feh [dex], loga [log10 yr], av [mag], rv, dist [pc], field_frac; fixed
         parameters are constant arrays.  With ``method="smc"`` the "chains"
         are independent SMC runs and the "draws" their equally weighted
-        particles (in genealogical order).
+        particles (in genealogical order) or, with ``smc_imh_steps`` > 0, the
+        states of the independence-MH chains the particles start (one chain
+        after the other).
     logdensity : array (chains, draws)
         Log posterior density on the sampled (unconstrained) space.
     diagnostics : dict
@@ -32,7 +34,7 @@ class ClusterResult:
         time).  NUTS: ``divergences``, ``step_size``, ``acceptance``,
         ``mean_num_steps`` (arrays per chain).  SMC: ``smc`` (per run: ``ln Z``
         estimates, tempering steps, mean acceptance, whether beta reached 1,
-        the fraction of distinct particles).
+        the fraction of distinct particles, ``imh_steps`` and ``imh_acceptance``).
     converged : bool
     flags : list of str
         Why the run is not called converged (empty when it is).
@@ -76,7 +78,10 @@ class ClusterResult:
             sm = d["smc"]
             lines.append(f"SMC: {len(sm['n_steps'])} runs, tempering steps {sm['n_steps'].tolist()}, ln Z "
                          f"{np.array2string(np.asarray(sm['log_evidence']), precision=2)}, distinct particles "
-                         f"{np.array2string(np.asarray(sm['unique_fraction']), precision=2)}; {state}")
+                         f"{np.array2string(np.asarray(sm['unique_fraction']), precision=2)}"
+                         + ("" if not sm.get("imh_steps") else f", {sm['imh_steps']} independence-MH steps per "
+                            f"particle, acceptance {np.array2string(np.asarray(sm['imh_acceptance']), precision=2)}")
+                         + f"; {state}")
             return "\n".join(lines)
         lines.append(f"divergences {int(np.sum(d['divergences']))}, step sizes "
                      f"{np.array2string(np.asarray(d['step_size']), precision=3)}, acceptance "

@@ -32,6 +32,15 @@ reference ``q0`` to the posterior and weights the modes by their mass.
   (systematic resampling keeps the descendants of one ancestor next to each
   other), so the autocorrelation-based ESS counts related particles as
   correlated, as for `fit_los_clouds`.
+* Independence Metropolis-Hastings after tempering (``imh_steps`` > 0,
+  `kernels.imh`): each run's particles start one chain each, proposing from a
+  kernel density fitted to that run's particles; the draws are the chains'
+  states, one chain after the other.  SMC's particles are few and related
+  (resampled copies); the chains turn the same density evaluations into many
+  nearly independent draws (acceptance ~0.4 on the toy clusters: ~0.2
+  effective samples per evaluation, against ~0.005 for the SMC particles
+  and ~0.008 for emcee), and they correct mode shares that a run got wrong as
+  long as its particles reached every mode.
 """
 
 from __future__ import annotations
@@ -43,6 +52,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ..kernels.imh import imh_run, kde_proposal
 from ..kernels.smc import smc_run
 
 __all__ = ["laplace_mixture", "run_smc", "smc_flags", "REFERENCES"]
@@ -50,6 +60,10 @@ __all__ = ["laplace_mixture", "run_smc", "smc_flags", "REFERENCES"]
 REFERENCES = ("laplace", "prior")
 #: optima further than this below the best are not given a reference component [nats]
 _MODE_NATS = 20.0
+#: below this independence-MH acceptance rate a run is flagged (its chains barely move)
+_IMH_MIN_ACCEPT = 0.05
+#: independence-MH steps with the particles' kernel density before it is refitted to the chains' states
+_IMH_FIRST_STEPS = 10
 
 
 def laplace_mixture(z_opt, lp_opt, covs, inflate=2.0):
@@ -95,8 +109,15 @@ def _logistic_logpdf(z):
 
 
 def run_smc(make_logdensity, args, key, rng, num_runs, num_particles, ndim, reference, means=None, chols=None, *,
-            num_mcmc_steps=20, target_ess=0.5, max_stages=100, batch=16, dtype=jnp.float64, workers=1):
-    """Tempered SMC from the chosen reference -> (z (R, N, d), ln pi (R, N), info dict).
+            num_mcmc_steps=20, target_ess=0.5, max_stages=100, batch=16, dtype=jnp.float64, workers=1,
+            imh_steps=0):
+    """Tempered SMC from the chosen reference -> (z (R, M, d), ln pi (R, M), info dict).
+
+    ``imh_steps`` = 0: the particles (M = N).  ``imh_steps`` = L > 0: each run's particles
+    then start N independence Metropolis-Hastings chains of L steps with a kernel density
+    proposal fitted to that run's particles (`kernels.imh`); the draws are the chains'
+    states, chain after chain (M = N L; each chain's L draws adjacent, so the
+    autocorrelation ESS sees their correlation), and each run stays independent of the others.
 
     ``make_logdensity(*args)``: z (d,) -> log posterior on the logit space
     (d = ``ndim``; ``args``, e.g. the data arrays, are passed to the compiled
@@ -125,8 +146,24 @@ def run_smc(make_logdensity, args, key, rng, num_runs, num_particles, ndim, refe
         logdensity = make_logdensity(*args)
 
         def one(k, z_):
-            return smc_run(k, lambda q: logdensity(q) - log_ref(q), log_ref, z_, int(num_mcmc_steps),
-                           float(target_ess), int(max_stages), batch=int(batch), independence=True)
+            out = smc_run(k, lambda q: logdensity(q) - log_ref(q), log_ref, z_, int(num_mcmc_steps),
+                          float(target_ess), int(max_stages), batch=int(batch), independence=True)
+            zp, ell = out[0], out[1]
+            lp = ell + jax.vmap(log_ref)(zp)
+            if not imh_steps:
+                return (zp, lp) + out[1:] + (zp, jnp.zeros((), zp.dtype))
+            batched = lambda q: jax.lax.map(logdensity, q, batch_size=int(batch))  # noqa: E731
+            # two stages: the proposal from the particles (resampled copies), then from every state of the
+            # first stage's chains (more, and distinct, centres: a closer density)
+            l1 = min(int(imh_steps), _IMH_FIRST_STEPS)
+            z1, lp1, acc1 = imh_run(jax.random.fold_in(k, 1), batched, kde_proposal(zp), zp, lp, l1)
+            zs, lps, acc_imh = z1, lp1, acc1
+            if int(imh_steps) > l1:
+                z2, lp2, acc2 = imh_run(jax.random.fold_in(k, 2), batched, kde_proposal(z1.reshape(-1, z1.shape[2])),
+                                        z1[:, -1], lp1[:, -1], int(imh_steps) - l1)
+                zs, lps = jnp.concatenate([z1, z2], axis=1), jnp.concatenate([lp1, lp2], axis=1)
+                acc_imh = (l1 * acc1 + (int(imh_steps) - l1) * acc2) / int(imh_steps)
+            return (zs.reshape(-1, zp.shape[1]), lps.reshape(-1)) + out[1:] + (zp, acc_imh)
 
         return jax.vmap(one)(keys, z)
 
@@ -137,11 +174,11 @@ def run_smc(make_logdensity, args, key, rng, num_runs, num_particles, ndim, refe
         with concurrent.futures.ThreadPoolExecutor(max_workers=int(workers)) as pool:
             parts = list(pool.map(lambda r: jax.block_until_ready(go(keys[r:r + 1], z0[r:r + 1], args)), range(R)))
         out = [jnp.concatenate(x) for x in zip(*parts)]
-    z, ell, logz, stages, beta, acc = (np.asarray(x) for x in out)
-    log_target = ell + np.asarray(jax.vmap(jax.vmap(log_ref))(jnp.asarray(z, dtype)))
-    uniq = np.array([np.unique(z[r], axis=0).shape[0] / N for r in range(R)])
+    z, log_target, _, logz, stages, beta, acc, particles, acc_imh = (np.asarray(x) for x in out)
+    uniq = np.array([np.unique(particles[r], axis=0).shape[0] / N for r in range(R)])
     info = dict(log_evidence=logz, n_steps=stages, finished=beta >= 1.0, acceptance=acc,
-                unique_fraction=uniq, reference=reference,
+                unique_fraction=uniq, reference=reference, imh_steps=int(imh_steps),
+                imh_acceptance=acc_imh if imh_steps else None,
                 reference_means=np.asarray(means) if reference == "laplace" else None)
     return z, log_target, info
 
@@ -157,4 +194,8 @@ def smc_flags(info, max_stages):
     if np.min(info["unique_fraction"]) < 0.2:
         flags.append(f"few distinct particles (min fraction {np.min(info['unique_fraction']):.2f}); "
                      "raise smc_mcmc_steps")
+    acc = info.get("imh_acceptance")
+    if acc is not None and np.min(acc) < _IMH_MIN_ACCEPT:
+        flags.append(f"independence MH acceptance {np.min(acc):.3f} < {_IMH_MIN_ACCEPT}: the particles' "
+                     "density is a poor proposal (raise num_samples or smc_mcmc_steps)")
     return flags
