@@ -4,7 +4,7 @@ Usage:  python benchmarks/bench_real_clusters.py [--clusters pleiades praesepe] 
         [--chains 2] [--warmup 150] [--samples 150] [--seed 1] [--color-min -0.3] [--color-max 1.5]
         [--feh-prior-sd 0.05] [--err-floor 0.03] [--neep 500] [--eep-min 150] [--eep-max 500]
         [--nsmf 4] [--rv 3.3] [--field-max 1.0] [--max-doublings 6] [--json PATH]
-        [--selection] [--imf flat|kroupa] [--random-members]
+        [--selection] [--imf flat|kroupa] [--random-members] [--method nuts|smc] [--float32]
 
 Data: Gaia DR3 G/BP/RP + 2MASS Ks members (``data.clusters.load_cluster_members``: RUWE < 1.4,
 parallax S/N > 10); model: the MIST ``StellarPop`` (MIST v1.2 isochrones, C3K bolometric
@@ -134,7 +134,9 @@ def fit_one(pop, name, a):
           f"1000/mean parallax {inv_plx:.1f} pc", flush=True)
     t0 = time.perf_counter()
     r = fit_cluster(pop, d["flux"][sel], d["flux_err"][sel], d["parallax"][sel], d["parallax_err"][sel],
-                    mask=d["mask"][sel], num_chains=a.chains, num_warmup=a.warmup, num_samples=a.samples,
+                    mask=d["mask"][sel], num_chains=a.chains, num_warmup=a.warmup,
+                    num_samples=a.samples if a.method == "nuts" else None, method=a.method,
+                    dtype="float32" if a.float32 else None,
                     seed=a.seed, progress=False, priors=cluster_priors(name, a.feh_prior_sd, a.rv, a.field_max),
                     err_floor=a.err_floor, max_num_doublings=a.max_doublings, row_measure="smooth",
                     smf_grid=np.linspace(0.0, 1.0, a.nsmf), eep_grid=np.linspace(a.eep_min, a.eep_max, a.neep),
@@ -154,13 +156,21 @@ def fit_one(pop, name, a):
         print(f"{n:>10} {v:9.4g} (fixed)")
     dg = r.diagnostics
     tm = dg["timing"]
-    ndiv = int(np.sum(dg["divergences"]))
+    ndiv = int(np.sum(dg.get("divergences", 0)))
+    if dg["method"] == "nuts":
+        how = (f"divergences {ndiv}; step sizes {np.round(dg['step_size'], 3)}; mean leapfrog steps "
+               f"{np.round(dg['mean_num_steps'], 1)}")
+        when = (f"init {tm['init']:.0f} s, warmup {tm['warmup']:.0f} s, sampling {tm['sampling']:.0f} s; "
+                f"init optima (feh, loga, av, dist) best: {np.round(dg['init']['theta'][0][[0, 1, 2, 4]], 3)}")
+    else:
+        sm = dg["smc"]
+        how = (f"SMC tempering steps {sm['n_steps'].tolist()}, ln Z {np.round(sm['log_evidence'], 1)}, "
+               f"IMH acceptance {np.round(sm['imh_acceptance'], 3) if sm['imh_steps'] else '-'}")
+        when = f"SMC {tm['smc']:.0f} s"
     print(f"1000/mean parallax {inv_plx:.1f} pc; posterior median distance {np.median(r.samples['dist']):.1f} pc; "
-          f"divergences {ndiv}; step sizes {np.round(dg['step_size'], 3)}; mean leapfrog steps "
-          f"{np.round(dg['mean_num_steps'], 1)}")
-    print(f"wall {wall:.0f} s (init {tm['init']:.0f} s, warmup {tm['warmup']:.0f} s, sampling {tm['sampling']:.0f} s); "
-          f"init optima (feh, loga, av, dist) best: {np.round(dg['init']['theta'][0][[0, 1, 2, 4]], 3)}; "
-          + ("converged" if r.converged else "NOT converged: " + "; ".join(r.flags)), flush=True)
+          + how)
+    print(f"wall {wall:.0f} s ({when}); " + ("converged" if r.converged else "NOT converged: " + "; ".join(r.flags)),
+          flush=True)
     return dict(cluster=name, nstars=int(sel.size), inv_plx=float(inv_plx), params=out, divergences=ndiv,
                 wall=wall, timing={k: float(v) for k, v in tm.items()}, converged=bool(r.converged))
 
@@ -173,6 +183,9 @@ def main():
     ap.add_argument("--imf", default="flat", choices=["flat", "kroupa"], help="members' mass function")
     ap.add_argument("--random-members", action="store_true", help="a random subset instead of blue + even in G")
     ap.add_argument("--members", type=int, default=80, help="at most this many members per cluster")
+    ap.add_argument("--method", default="nuts", choices=["nuts", "smc"],
+                    help="fit_cluster method (smc: its defaults, --warmup/--samples unused)")
+    ap.add_argument("--float32", action="store_true", help="float32 likelihood (fit_cluster dtype)")
     ap.add_argument("--chains", type=int, default=2)
     ap.add_argument("--warmup", type=int, default=150)
     ap.add_argument("--samples", type=int, default=150)

@@ -49,6 +49,10 @@ def test_notebook_runs(path, tmp_path, monkeypatch):
         assert k >= n - 1, (k, n)
         dist = float(text.split("posterior median distance ")[1].split(" pc")[0])
         assert abs(dist - 800.0) < 24.0, dist
+        # SMC + independence-MH chains with fit_cluster's defaults: converged, the truth inside every 95 % interval
+        k, n = (int(x) for x in text.split("SMC: truth inside the 95 % interval: ")[1].split(" ")[0].split("/"))
+        assert k == n, (k, n)
+        assert "SMC + IMH (incl. compilation): converged True" in text
     if path.name.startswith("06_"):
         # real Pleiades members with the MIST StellarPop: the distance agrees with the parallaxes
         x = float(text.split("posterior median distance ")[1].split(" pc")[0])
