@@ -5,6 +5,7 @@ Usage:  python benchmarks/bench_real_clusters.py [--clusters pleiades praesepe] 
         [--feh-prior-sd 0.05] [--err-floor 0.03] [--neep 500] [--eep-min 150] [--eep-max 500]
         [--nsmf 4] [--rv 3.3] [--field-max 1.0] [--max-doublings 6] [--json PATH]
         [--selection] [--imf flat|kroupa] [--random-members] [--method nuts|smc] [--float32]
+        [--smc-reference prior|laplace|both]
 
 Data: Gaia DR3 G/BP/RP + 2MASS Ks members (``data.clusters.load_cluster_members``: RUWE < 1.4,
 parallax S/N > 10); model: the MIST ``StellarPop`` (MIST v1.2 isochrones, C3K bolometric
@@ -136,6 +137,7 @@ def fit_one(pop, name, a):
     r = fit_cluster(pop, d["flux"][sel], d["flux_err"][sel], d["parallax"][sel], d["parallax_err"][sel],
                     mask=d["mask"][sel], num_chains=a.chains, num_warmup=a.warmup,
                     num_samples=a.samples if a.method == "nuts" else None, method=a.method,
+                    **({} if a.smc_reference is None else dict(smc_reference=a.smc_reference)),
                     dtype="float32" if a.float32 else None,
                     seed=a.seed, progress=False, priors=cluster_priors(name, a.feh_prior_sd, a.rv, a.field_max),
                     err_floor=a.err_floor, max_num_doublings=a.max_doublings, row_measure="smooth",
@@ -186,6 +188,8 @@ def main():
     ap.add_argument("--method", default="nuts", choices=["nuts", "smc"],
                     help="fit_cluster method (smc: its defaults, --warmup/--samples unused)")
     ap.add_argument("--float32", action="store_true", help="float32 likelihood (fit_cluster dtype)")
+    ap.add_argument("--smc-reference", default=None, choices=["prior", "laplace", "both"],
+                    help="fit_cluster smc_reference (default: fit_cluster's)")
     ap.add_argument("--chains", type=int, default=2)
     ap.add_argument("--warmup", type=int, default=150)
     ap.add_argument("--samples", type=int, default=150)

@@ -174,7 +174,7 @@ def fit_cluster(stellarpop, obs_phot, obs_err, parallax=None, parallax_err=None,
                 priors=None, num_chains=4, num_warmup=500, num_samples=None, seed=0, progress=True, *,
                 err_floor=0.02, num_starts=64, num_opt=None, opt_steps=100, chain_method=None,
                 target_accept=0.8, max_num_doublings=10, min_ess=None, dtype=None, row_measure="smooth",
-                transform=None, method="nuts", smc_reference="prior", smc_mcmc_steps=20, smc_target_ess=0.5,
+                transform=None, method="nuts", smc_reference="both", smc_mcmc_steps=20, smc_target_ess=0.5,
                 smc_imh_steps=100, **likelihood_kwargs):
     """Posterior of a coeval cluster's [Fe/H], log age, A_V, R_V, distance and field fraction.
 
@@ -252,12 +252,15 @@ def fit_cluster(stellarpop, obs_phot, obs_err, parallax=None, parallax_err=None,
         ``target_accept`` and ``max_num_doublings`` are not used).  Use it when
         the posterior has separated modes (NUTS chains then disagree and
         R-hat stays high): SMC weights the modes by their mass.
-    smc_reference : {"prior", "laplace"}
-        SMC's starting distribution: the prior box (default; finds every mode
-        with prior mass) or a mixture of Gaussians at the distinct optima of
-        the initialisation (fewer tempering steps, ~2.5x faster on the 500-star
-        toy, but blind to modes the optimiser missed: there it returned the
-        wrong one of two modes, benchmarks/README.md).
+    smc_reference : {"both", "prior", "laplace"}
+        SMC's starting distribution: the prior box ("prior": no optimisation;
+        finds broad modes the optimiser misses but can miss a narrow one: on
+        the real Pleiades it ended in the all-field-star solution, 53 nats of
+        ln Z below the cluster), a mixture of Gaussians at the distinct optima
+        of the initialisation ("laplace": fewer tempering steps, but blind to
+        modes the optimiser missed: on the 500-star toy it returned the wrong
+        one of two modes), or half of each ("both", default; the
+        initialisation costs ~15-45 s; benchmarks/README.md).
     smc_mcmc_steps, smc_target_ess : int, float
         Metropolis steps per tempering step (20: random-walk and independence
         steps alternating, `kernels.smc.smc_run`) and the ESS fraction that
@@ -414,7 +417,7 @@ def fit_cluster(stellarpop, obs_phot, obs_err, parallax=None, parallax_err=None,
         timing["init"] = time.perf_counter() - t0
         return z_opt, lp_opt, opt_iters, imm0, zc, grad_j
 
-    if method == "nuts" or smc_reference == "laplace":
+    if method == "nuts" or smc_reference != "prior":
         z_opt, lp_opt, opt_iters, imm0, zc, grad_j = initialise()
     else:  # SMC from the prior needs no optimum; the best particle stands in for the MAP below
         timing["init"], z_opt = 0.0, None
@@ -430,7 +433,7 @@ def fit_cluster(stellarpop, obs_phot, obs_err, parallax=None, parallax_err=None,
         t0 = time.perf_counter()
         bar.set_postfix_str("SMC")
         means = chols = None
-        if smc_reference == "laplace":
+        if smc_reference != "prior":
             covs = [imm0] + [_laplace_covariance(_fd_hessian(grad_j, np.asarray(z, float), dtype, zdtype, popdata,
                                                               obs)) for z in z_opt[1:]]
             means, chols = cluster_smc.laplace_mixture(z_opt, lp_opt, np.stack(covs), inflate=_SMC_INFLATE)
