@@ -157,8 +157,7 @@ def main():
     ap.add_argument("--imh-steps", type=int, default=100,
                     help="SMC: independence MH steps per particle after tempering (smc_imh_steps)")
     ap.add_argument("--smc-reference", default="prior", choices=["prior", "laplace", "both"],
-                    help="SMC reference (default prior, as in the tables of benchmarks/README.md; "
-                         "fit_cluster's default is both)")
+                    help="SMC reference (fit_cluster smc_reference)")
     a = ap.parse_args()
     print(f"python {platform.python_version()}, jax {jax.__version__} ({jax.default_backend()}), "
           f"{os.cpu_count()} CPU cores")

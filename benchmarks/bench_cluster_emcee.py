@@ -3,7 +3,7 @@
 Usage:  python benchmarks/bench_cluster_emcee.py [--nstars 60] [--neep 250] [--err-floor 0.1]
         [--data-seed 5] [--chains 4] [--warmup 400] [--samples 500] [--walkers 32] [--steps 4000]
         [--chain-method sequential|parallel|vectorized] [--method nuts|smc|both] [--float32]
-        [--smc-particles 200] [--imh-steps 100] [--smc-reference both|prior|laplace]
+        [--smc-particles 200] [--imh-steps 100] [--smc-reference prior|laplace|both]
 
 One simulated cluster (``data.toy_population.simulate_cluster`` on the analytic toy population,
 truth [Fe/H] 0, log age 9.6, A_V 0.3, 800 pc, 10 % field, 30 % binaries; R_V fixed at 3.3), float64,
@@ -100,7 +100,7 @@ def main():
     ap.add_argument("--smc-particles", type=int, default=200, help="SMC particles per run")
     ap.add_argument("--imh-steps", type=int, default=100,
                     help="SMC: independence MH steps per particle after tempering (fit_cluster smc_imh_steps)")
-    ap.add_argument("--smc-reference", default="both", choices=["prior", "laplace", "both"],
+    ap.add_argument("--smc-reference", default="prior", choices=["prior", "laplace", "both"],
                     help="SMC reference (fit_cluster smc_reference)")
     ap.add_argument("--float32", action="store_true", help="float32 likelihood for every sampler")
     ap.add_argument("--chain-method", default=None, choices=["sequential", "parallel", "vectorized"],

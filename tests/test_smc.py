@@ -94,3 +94,14 @@ def test_fit_cluster_smc(pop, cluster, reference, imh):  # noqa: F811
         fit_cluster(pop, c["flux"], c["err"], method="smc", smc_reference="grid", progress=False)
     with pytest.raises(ValueError, match="smc_imh_steps"):
         fit_cluster(pop, c["flux"], c["err"], method="smc", smc_imh_steps=-1, progress=False)
+
+
+def test_field_fraction_flag():
+    """A posterior that sends almost every star to the field (the real Pleiades from the prior
+    reference: median 0.991) is flagged; a plausible one is not; nothing when field_frac is fixed."""
+    from brutus_jax.analysis.cluster import _field_flag
+
+    high = {"field_frac": np.full((2, 50), 0.991)}
+    assert "median field fraction 0.991 > 0.9" in _field_flag(high, ["feh", "field_frac"])[0]
+    assert _field_flag({"field_frac": np.full((2, 50), 0.6)}, ["field_frac"]) == []
+    assert _field_flag(high, ["feh", "dist"]) == []

@@ -90,6 +90,22 @@ def _smc_batch(nobj):
 _OPT_TOL = (1e-3, 1e-7)
 
 
+#: a posterior median field fraction above this is flagged: almost no star is explained as a member
+_FIELD_MAX = 0.9
+
+
+def _field_flag(samples, names):
+    """[reason] when the median field fraction exceeds ``_FIELD_MAX`` (a missed cluster mode, a
+    wrong population or wrong priors), else []."""
+    if "field_frac" not in names:
+        return []
+    med = float(np.median(samples["field_frac"]))
+    if not med > _FIELD_MAX:
+        return []
+    return [f"median field fraction {med:.3f} > {_FIELD_MAX}: the model explains almost no star as a member "
+            "(a missed cluster mode? with method='smc' try smc_reference='both'; or check the data and priors)"]
+
+
 def _init_points(rng, specs, n, parallax, parallax_err):
     """Stratified (Latin hypercube) starting points for the free parameters."""
     free = [s for s in specs if s.fixed is None]
@@ -174,7 +190,7 @@ def fit_cluster(stellarpop, obs_phot, obs_err, parallax=None, parallax_err=None,
                 priors=None, num_chains=4, num_warmup=500, num_samples=None, seed=0, progress=True, *,
                 err_floor=0.02, num_starts=64, num_opt=None, opt_steps=100, chain_method=None,
                 target_accept=0.8, max_num_doublings=10, min_ess=None, dtype=None, row_measure="smooth",
-                transform=None, method="nuts", smc_reference="both", smc_mcmc_steps=20, smc_target_ess=0.5,
+                transform=None, method="nuts", smc_reference="prior", smc_mcmc_steps=20, smc_target_ess=0.5,
                 smc_imh_steps=100, **likelihood_kwargs):
     """Posterior of a coeval cluster's [Fe/H], log age, A_V, R_V, distance and field fraction.
 
@@ -252,15 +268,20 @@ def fit_cluster(stellarpop, obs_phot, obs_err, parallax=None, parallax_err=None,
         ``target_accept`` and ``max_num_doublings`` are not used).  Use it when
         the posterior has separated modes (NUTS chains then disagree and
         R-hat stays high): SMC weights the modes by their mass.
-    smc_reference : {"both", "prior", "laplace"}
-        SMC's starting distribution: the prior box ("prior": no optimisation;
-        finds broad modes the optimiser misses but can miss a narrow one: on
-        the real Pleiades it ended in the all-field-star solution, 53 nats of
-        ln Z below the cluster), a mixture of Gaussians at the distinct optima
-        of the initialisation ("laplace": fewer tempering steps, but blind to
-        modes the optimiser missed: on the 500-star toy it returned the wrong
-        one of two modes), or half of each ("both", default; the
-        initialisation costs ~15-45 s; benchmarks/README.md).
+    smc_reference : {"prior", "both", "laplace"}
+        SMC's starting distribution (benchmarks/README.md): the prior box
+        ("prior", default: no optimisation; finds broad modes an optimiser
+        misses, but can miss a narrow one: on the real Pleiades it ended in
+        the all-field-star solution, 53 nats of ln Z below the cluster, which
+        the field-fraction flag below catches), a mixture of Gaussians at the
+        distinct optima of the initialisation ("laplace": fewer tempering
+        steps, but blind to modes the optimiser missed: on the 500-star toy
+        it returned the wrong one of two modes), or half of each ("both":
+        found the Pleiades' cluster mode, but on the 500-star toy the prior
+        half was resampled away before it reached the better mode, so it
+        returned the optimiser's mode like "laplace").  A run whose median
+        field fraction exceeds 0.9 is flagged (the model then explains almost
+        no star): try "both".
     smc_mcmc_steps, smc_target_ess : int, float
         Metropolis steps per tempering step (20: random-walk and independence
         steps alternating, `kernels.smc.smc_run`) and the ESS fraction that
@@ -461,6 +482,7 @@ def fit_cluster(stellarpop, obs_phot, obs_err, parallax=None, parallax_err=None,
     low = [n for n in names if not (min(essb[n], esst[n]) >= min_ess)]
     if low:
         flags.append(f"ESS < {min_ess:.0f} for " + ", ".join(f"{n} ({min(essb[n], esst[n]):.0f})" for n in low))
+    flags += _field_flag(samples, names)
     if method == "nuts" and extra["divergences"].sum() > 0:
         flags.append(f"{int(extra['divergences'].sum())} divergent transitions")
     if method == "smc":
