@@ -10,15 +10,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from brutus_jax.kernels.imh import imh_run, kde_logpdf, kde_proposal, kde_sample
+import pytest
 
-MU1, MU2, SIG, W1 = np.array([-4.0, 0.0]), np.array([4.0, 3.0]), 0.5, 0.8
-
-
-def _mixture(z):
-    a = jnp.log(W1) - 0.5 * jnp.sum((z - MU1) ** 2) / SIG**2
-    b = jnp.log(1 - W1) - 0.5 * jnp.sum((z - MU2) ** 2) / SIG**2
-    return jnp.logaddexp(a, b)
+from brutus_jax.kernels.imh import imh_refit_run, imh_run, kde_logpdf, kde_proposal, kde_sample
+from test_smc import MU1, MU2, SIG, W1, _mixture
 
 
 def test_kde_density_is_normalised_and_matches_its_draws():
@@ -41,9 +36,11 @@ def test_kde_density_is_normalised_and_matches_its_draws():
     np.testing.assert_allclose(np.cov(x.T), want, rtol=0.03, atol=0.01)
 
 
-def test_imh_reaches_the_target_weights_from_a_wrong_proposal():
+@pytest.mark.parametrize("refit", [False, True], ids=["one-stage", "refit"])
+def test_imh_reaches_the_target_weights_from_a_wrong_proposal(refit):
     """Particles 50/50 between the modes (target 80/20): the chains' states after burn-in hold
-    80 % in the first mode, with the right moments; acceptance is below 1 (the proposal is off)."""
+    80 % in the first mode, with the right moments; acceptance is below 1 (the proposal is off).
+    With the refit (`imh_refit_run`) the second stage's proposal comes from the first stage's states."""
     rng = np.random.default_rng(3)
     n = 400
     start = np.where((np.arange(n) % 2 == 0)[:, None], MU1, MU2) + SIG * rng.normal(size=(n, 2))
@@ -52,6 +49,8 @@ def test_imh_reaches_the_target_weights_from_a_wrong_proposal():
 
     @jax.jit
     def run(k, z):
+        if refit:
+            return imh_refit_run(k, lpb, z, lpb(z), 300, first_steps=10)
         return imh_run(k, lpb, kde_proposal(z), z, lpb(z), 300)
 
     zs, lps, acc = run(jax.random.key(4), z0)

@@ -64,7 +64,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..kernels.imh import imh_run, kde_proposal
+from ..kernels.imh import imh_refit_run
 from ..kernels.smc import smc_run
 
 __all__ = ["laplace_mixture", "run_smc", "smc_flags", "REFERENCES"]
@@ -75,6 +75,7 @@ _MODE_NATS = 20.0
 #: below this independence-MH acceptance rate a run is flagged (its chains barely move)
 _IMH_MIN_ACCEPT = 0.05
 #: independence-MH steps with the particles' kernel density before it is refitted to the chains' states
+#: (`kernels.imh.imh_refit_run`)
 _IMH_FIRST_STEPS = 10
 
 
@@ -167,22 +168,13 @@ def run_smc(make_logdensity, args, key, rng, num_runs, num_particles, ndim, refe
         def one(k, z_):
             out = smc_run(k, lambda q: logdensity(q) - log_ref(q), log_ref, z_, int(num_mcmc_steps),
                           float(target_ess), int(max_stages), batch=int(batch), independence=True)
-            zp, ell = out[0], out[1]
-            lp = ell + jax.vmap(log_ref)(zp)
+            zp = out[0]
+            lp = out[1] + jax.vmap(log_ref)(zp)  # ln pi = ell + ln q0
             if not imh_steps:
-                return (zp, lp) + out[1:] + (zp, jnp.zeros((), zp.dtype))
+                return (zp, lp) + out[2:] + (zp, jnp.zeros((), zp.dtype))
             batched = lambda q: jax.lax.map(logdensity, q, batch_size=int(batch))  # noqa: E731
-            # two stages: the proposal from the particles (resampled copies), then from every state of the
-            # first stage's chains (more, and distinct, centres: a closer density)
-            l1 = min(int(imh_steps), _IMH_FIRST_STEPS)
-            z1, lp1, acc1 = imh_run(jax.random.fold_in(k, 1), batched, kde_proposal(zp), zp, lp, l1)
-            zs, lps, acc_imh = z1, lp1, acc1
-            if int(imh_steps) > l1:
-                z2, lp2, acc2 = imh_run(jax.random.fold_in(k, 2), batched, kde_proposal(z1.reshape(-1, z1.shape[2])),
-                                        z1[:, -1], lp1[:, -1], int(imh_steps) - l1)
-                zs, lps = jnp.concatenate([z1, z2], axis=1), jnp.concatenate([lp1, lp2], axis=1)
-                acc_imh = (l1 * acc1 + (int(imh_steps) - l1) * acc2) / int(imh_steps)
-            return (zs.reshape(-1, zp.shape[1]), lps.reshape(-1)) + out[1:] + (zp, acc_imh)
+            zs, lps, acc_imh = imh_refit_run(k, batched, zp, lp, int(imh_steps), _IMH_FIRST_STEPS)
+            return (zs.reshape(-1, zp.shape[1]), lps.reshape(-1)) + out[2:] + (zp, acc_imh)
 
         return jax.vmap(one)(keys, z)
 
@@ -193,7 +185,7 @@ def run_smc(make_logdensity, args, key, rng, num_runs, num_particles, ndim, refe
         with concurrent.futures.ThreadPoolExecutor(max_workers=int(workers)) as pool:
             parts = list(pool.map(lambda r: jax.block_until_ready(go(keys[r:r + 1], z0[r:r + 1], args)), range(R)))
         out = [jnp.concatenate(x) for x in zip(*parts)]
-    z, log_target, _, logz, stages, beta, acc, particles, acc_imh = (np.asarray(x) for x in out)
+    z, log_target, logz, stages, beta, acc, particles, acc_imh = (np.asarray(x) for x in out)
     uniq = np.array([np.unique(particles[r], axis=0).shape[0] / N for r in range(R)])
     info = dict(log_evidence=logz, n_steps=stages, finished=beta >= 1.0, acceptance=acc,
                 unique_fraction=uniq, reference=reference, imh_steps=int(imh_steps),

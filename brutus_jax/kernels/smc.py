@@ -45,7 +45,7 @@ import math
 import jax
 import jax.numpy as jnp
 
-__all__ = ["smc_run", "lse"]
+__all__ = ["smc_run", "lse", "particle_chol"]
 
 #: target acceptance rate of the random-walk moves
 _ACCEPT_TARGET = 0.3
@@ -56,6 +56,19 @@ def lse(x, axis=-1):
     m = jax.lax.stop_gradient(jnp.max(x, axis=axis, keepdims=True))
     m = jnp.where(jnp.isfinite(m), m, 0.0)
     return jnp.squeeze(m, axis) + jnp.log(jnp.sum(jnp.exp(x - m), axis=axis))
+
+
+def particle_chol(z, fallback=1.0):
+    """Cholesky factor of the covariance of particles ``z`` (N, d), with a relative jitter
+    (1e-9 in float64, 1e-5 in float32); ``fallback`` times the identity if it is not finite."""
+    n, d = z.shape
+    dt = z.dtype
+    zc = z - z.mean(axis=0)
+    cov = zc.T @ zc / (n - 1)
+    jitter = 1e-9 if dt == jnp.float64 else 1e-5
+    cov = cov + jitter * (jnp.trace(cov) / d + 1.0) * jnp.eye(d, dtype=dt)
+    chol = jnp.linalg.cholesky(cov)
+    return jnp.where(jnp.all(jnp.isfinite(chol)), chol, fallback * jnp.eye(d, dtype=dt))
 
 
 def smc_run(key, ell_fn, log_ref_fn, z0, num_mcmc_steps, target_ess, max_stages, batch=None, independence=False):
@@ -89,7 +102,6 @@ def smc_run(key, ell_fn, log_ref_fn, z0, num_mcmc_steps, target_ess, max_stages,
     ll = jnp.full((n,), -jnp.inf, dt)
     lp = ref_fn(z).astype(dt)
     scale0 = 2.38 / math.sqrt(d)
-    jitter = 1e-9 if dt == jnp.float64 else 1e-5
     log_n = math.log(n)
 
     def ess_frac(lw):
@@ -104,11 +116,7 @@ def smc_run(key, ell_fn, log_ref_fn, z0, num_mcmc_steps, target_ess, max_stages,
         first = it == 0
         key, km, kr = jax.random.split(key, 3)
         # ---- mutation at beta: random-walk Metropolis with the particles' covariance
-        zc = z - z.mean(axis=0)
-        cov = zc.T @ zc / (n - 1)
-        cov = cov + jitter * (jnp.trace(cov) / d + 1.0) * jnp.eye(d, dtype=dt)
-        chol = jnp.linalg.cholesky(cov)
-        chol = jnp.where(jnp.all(jnp.isfinite(chol)), chol, 0.1 * jnp.eye(d, dtype=dt))
+        chol = particle_chol(z, 0.1)
         mu = z.mean(axis=0)
 
         def log_q(x):  # independence proposal N(mu, 2 cov), up to a constant
