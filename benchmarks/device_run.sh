@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# One prepared device check (GPU machine, no network), ~8 minutes: BruteForce.fit throughput on a
+# One prepared device check (GPU machine, no network), ~8 minutes (8,192 then 65,536 stars): BruteForce.fit throughput on a
 # ~600k-model synthetic grid with fit's defaults (batch from the device's memory, 2 host threads),
 # then one thread, each with per-stage times and a device trace of one batch; the magnitude stage's
 # layouts side by side; the BruteForce/sedfit tests on the GPU in the background throughout.
 # Logs go to $OUT (default ./device_out).
 # Usage: bash benchmarks/device_run.sh   (smaller: NFEH=8 NSTARS=256 bash ...)
 OUT=${OUT:-device_out}
-NFEH=${NFEH:-72}; NSTARS=${NSTARS:-8192}
+NFEH=${NFEH:-72}; NSTARS=${NSTARS:-8192 65536}
 mkdir -p "$OUT"
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
 quiet() { grep -v "^WARNING\|^E0000\|^I0000\|^W0000"; }
@@ -14,9 +14,9 @@ quiet() { grep -v "^WARNING\|^E0000\|^I0000\|^W0000"; }
 # the tests allocate device memory on demand beside the benchmarks (their kernels are tiny)
 XLA_PYTHON_CLIENT_PREALLOCATE=false timeout ${T3:-420} python3 -m pytest -q -x -p no:cacheprovider \
     tests/test_sedfit.py tests/test_bruteforce.py -k "not killed" > "$OUT/tests.log" 2>&1 &
-XLA_PYTHON_CLIENT_MEM_FRACTION=.7 timeout ${T1:-330} python3 benchmarks/bench_fit_device.py --n-feh $NFEH \
+XLA_PYTHON_CLIENT_MEM_FRACTION=.7 timeout ${T1:-400} python3 benchmarks/bench_fit_device.py --n-feh $NFEH \
     --nstars $NSTARS --batch-size auto --threads auto 1 --stages --trace /tmp/bjtrace \
-    --budget $((${T1:-330} - 60)) 2>&1 | quiet | tee "$OUT/bench_auto.log"
+    --budget $((${T1:-400} - 60)) 2>&1 | quiet | tee "$OUT/bench_auto.log"
 f=$(ls -t /tmp/bjtrace/plugins/profile/*/perfetto_trace.json.gz 2>/dev/null | head -1)
 [ -n "$f" ] && cp "$f" "$OUT/perfetto.json.gz"
 XLA_PYTHON_CLIENT_MEM_FRACTION=.7 timeout ${T2:-60} python3 benchmarks/bench_mag_stage.py --n-feh $NFEH \
