@@ -239,6 +239,29 @@ def test_true_indices_equals_nonzero(rng):
             np.testing.assert_array_equal(got, want)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_top_k_indices_equals_lax_top_k(rng, dtype):
+    """The sort-free top-k returns lax.top_k's set (in index order) for mixed-sign scores with
+    -inf entries, +-0, subnormals and ties (the tied K-th value taken in index order), for
+    K = 1, a middle K, and K = N; and equals numpy's stable argsort in float64."""
+    from brutus_jax.kernels.selection import top_k_indices
+
+    n = 3000
+    x = rng.normal(scale=50.0, size=n).astype(dtype)
+    x[rng.random(n) < 0.3] = -np.inf
+    x[:40] = np.round(x[:40])  # ties
+    x[40:44] = [0.0, -0.0, np.finfo(dtype).tiny / 4, -np.finfo(dtype).tiny / 4]
+    fn = jax.jit(top_k_indices, static_argnums=1)
+    for k in (1, 17, 500, 2000, n):
+        got = np.asarray(fn(jnp.asarray(x), k))
+        assert got.dtype == np.int32 and np.all(np.diff(got) > 0)
+        # numpy: stable descending order keeps the lower index first among ties
+        want = np.sort(np.argsort(-x.astype(np.float64), kind="stable")[:k])
+        np.testing.assert_array_equal(got, want)
+        if k < n and x[want].min() > -np.inf and np.sum(x == np.sort(x)[::-1][k - 1]) == 1:  # no tie at the cut
+            np.testing.assert_array_equal(got, np.sort(np.asarray(jax.lax.top_k(jnp.asarray(x), k)[1])))
+
+
 def test_searchsorted_unrolled_equals_searchsorted(rng):
     """The loop-free binary search equals jnp.searchsorted on both sides, with ties,
     queries outside the range and arrays of length 1 and 2^k +- 1."""

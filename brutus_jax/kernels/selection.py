@@ -7,7 +7,8 @@ every finite model.  ``gather_selected`` turns the mask into a fixed number K
 of indices (K is a static bucket chosen by the host): the selected models
 padded with invalid slots, or -- when more than ``max_models`` are selected --
 ``max_models`` of them drawn by Gumbel-top-k ('representative', i.e. weighted
-sampling without replacement ~ exp(lnprob_sel)) or the best ones ('topk').
+sampling without replacement ~ exp(lnprob_sel)) or the best ones ('topk'), in index
+order (`top_k_indices`, a sort-free top-k).
 """
 
 import math
@@ -18,7 +19,8 @@ import numpy as np
 
 from .hashrng import hash_uniforms
 
-__all__ = ["select_mask", "gather_selected", "selected_indices_host", "true_indices", "searchsorted_unrolled"]
+__all__ = ["select_mask", "gather_selected", "selected_indices_host", "true_indices", "searchsorted_unrolled",
+           "top_k_indices"]
 
 
 def true_indices(mask, size, fill_value):
@@ -56,6 +58,39 @@ def searchsorted_unrolled(a, v, side="left"):
     return lo
 
 
+def _ordered_bits(x):
+    """Unsigned integers with the order of the floats ``x`` (NaN-free): the IEEE bits with
+    the sign bit set for x >= 0 and all bits flipped for x < 0 (so -inf is the smallest)."""
+    nbits = jnp.finfo(x.dtype).bits
+    utype = {32: jnp.uint32, 64: jnp.uint64}[nbits]
+    b = jax.lax.bitcast_convert_type(x, utype)
+    top = jnp.asarray(1 << (nbits - 1), utype)
+    return b ^ jnp.where(b >= top, jnp.asarray(~np.uint64(0) if nbits == 64 else ~np.uint32(0), utype), top)
+
+
+def top_k_indices(score, K):
+    """Indices (K,) int32 of the K largest of ``score`` (N,) (NaN-free, K <= N static), in
+    index order; ties at the K-th value are taken in index order.
+
+    The same set as ``jax.lax.top_k(score, K)[1]`` (up to ties), without a sort: the K-th
+    largest value is built bit by bit from the top (one count over ``score`` per bit of the
+    float, unrolled: 32 passes in float32), then the models above it (and the first ties)
+    are gathered by `true_indices`.  XLA:GPU lowers a top-k of a whole grid (K = 50,000 of
+    600k) to a full sort (16 ms of 127 ms device time per 512-star batch on an H100,
+    benchmarks/README.md); a sort on XLA:CPU costs ~35 ms per star for 655k models.
+    """
+    u = _ordered_bits(score)
+    t = jnp.zeros((), u.dtype)
+    for bit in reversed(range(jnp.iinfo(u.dtype).bits)):  # the largest t with #(u >= t) >= K
+        cand = t | jnp.asarray(1 << bit, u.dtype)
+        t = jnp.where(jnp.sum(u >= cand, dtype=jnp.int32) >= K, cand, t)
+    above = u > t
+    ties = u == t
+    n_above = jnp.sum(above, dtype=jnp.int32)
+    keep = above | (ties & (jnp.cumsum(ties, dtype=jnp.int32) <= K - n_above))
+    return true_indices(keep, K, 0)
+
+
 def select_mask(lnprob_sel, wt_thresh=1e-3, cdf_thresh=2e-3):
     """(Nmodel,) bool selection for one star; ``wt_thresh``/``cdf_thresh`` static."""
     finite = jnp.isfinite(lnprob_sel)
@@ -91,14 +126,13 @@ def gather_selected(key, sel, lnprob_sel, K, mode="representative", capped=None)
         return idx, jnp.arange(K) < nsel
 
     def capped_(_):
-        score = jnp.where(sel, lnprob_sel, -jnp.inf)
+        score = jnp.where(sel & ~jnp.isnan(lnprob_sel), lnprob_sel, -jnp.inf)
         if mode == "representative":
             u = hash_uniforms(key, lnprob_sel.shape[0], lnprob_sel.dtype)  # in (0, 1): no guards needed
             score = score - jnp.log(-jnp.log(u))
         elif mode != "topk":
             raise ValueError(f"subsample_mode: expected 'representative' or 'topk', got {mode!r}")
-        _, idx = jax.lax.top_k(score, K)
-        return idx.astype(jnp.int32), jnp.ones(K, bool)
+        return top_k_indices(score, K), jnp.ones(K, bool)
 
     if capped is None:
         return jax.lax.cond(nsel <= K, all_of_them, capped_, None)
