@@ -251,8 +251,8 @@ def _stage1(grid, lnprior, flux, err, mask, plx, plxe, avlim, av_gauss, rvlim, r
             for r, j in enumerate(ids):
                 nz = np.flatnonzero(act[j])[:cap]
                 idx[r, :nz.size] = nz
-            idx = jnp.asarray(idx)
-        mag, n_flux, flux_err = _stage1_flux(jnp.asarray(ids), grid, flux, err, mask, mag, n_flux, flux_err, idx,
+        # numpy index arrays go to the jitted call as they are (see `fit_runner.fit_batch`)
+        mag, n_flux, flux_err = _stage1_flux(ids, grid, flux, err, mask, mag, n_flux, flux_err, idx,
                                              avlim, av_gauss, rvlim, rv_gauss, ltol, ltol_subthresh, capacity=int(cap),
                                              serial=serial)
     def finish(mag):
@@ -269,7 +269,7 @@ def _stage1(grid, lnprior, flux, err, mask, plx, plxe, avlim, av_gauss, rvlim, r
         # competes, gotcha 3) the exact errors of the stars concerned, and again.
         leak = np.flatnonzero(np.asarray(out[-1])[:nrows])
         if leak.size:
-            mag = _exact_scale_err(jnp.asarray(leak), grid, flux, err, mask, mag, av_gauss, rv_gauss)
+            mag = _exact_scale_err(leak, grid, flux, err, mask, mag, av_gauss, rv_gauss)
             out = finish(mag)
     fit = mag._replace(icov=_IcovSource(grid, flux, err, mask, av_gauss, rv_gauss))
     return (fit,) + tuple(out[:-1])

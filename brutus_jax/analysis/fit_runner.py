@@ -101,19 +101,27 @@ def fit_batch(bf, ctx, inp, rows, B, key, st, host_gather):
     with jax.default_device(ctx.device):
         dt = bf.dtype
         itemsize = jnp.dtype(dt).itemsize
-        f = lambda x: jnp.asarray(x, dt)  # noqa: E731
         pad = np.concatenate([rows, np.full(B - rows.size, rows[0])])
         opts = ctx.opts
-        s1 = _stage1(ctx.grid, ctx.lnprior, f(inp.flux[pad]), f(inp.err[pad]), jnp.asarray(inp.mask[pad]),
-                     f(inp.plx[pad]), f(inp.plxe[pad]), *opts, wt_thresh=st["wt_thresh"],
+        # Host arrays reach the device in ONE transfer per stage (jax.device_put of a tuple), and
+        # index arrays go to the jitted calls as numpy: each jnp.asarray of a numpy array runs a
+        # jitted identity (`lax.stage`), which cost ~0.6 ms of host time per call on an H100
+        # (44 calls, 26 of the 237 ms of host time of a 512-star batch, benchmarks/README.md).
+        f = lambda x: np.asarray(x, dt)  # noqa: E731
+        flux, err, mask, plx, plxe = jax.device_put(
+            (f(inp.flux[pad]), f(inp.err[pad]), np.asarray(inp.mask[pad]), f(inp.plx[pad]), f(inp.plxe[pad])),
+            ctx.device)
+        s1 = _stage1(ctx.grid, ctx.lnprior, flux, err, mask, plx, plxe, *opts, wt_thresh=st["wt_thresh"],
                      cdf_thresh=st["cdf_thresh"] if st["wt_thresh"] is None else None,
                      dim_prior=bool(st["logl_dim_prior"]), no_init_thresh=st["logl_initthresh"] is None,
                      nrows=rows.size, group_bytes=gbytes, serial=serial, lazy_scale_err=bf._lazy_scale_err)
         fit, base, lsel, sel, nsel, chi2min, nbands = s1
         nsel_h = np.asarray(nsel)
-        args2 = (sel, lsel, base, fit.scale, fit.av, fit.rv, fit.icov, ctx.feh, ctx.loga, f(inp.plx[pad]),
-                 f(inp.plxe[pad]), f(inp.coords[pad]), f(inp.dust_d), f(inp.dust_mu[pad]), f(inp.dust_sd[pad]),
-                 opts[0], opts[2], f(inp.dust_avlim), f(st["precision_shrinkage"]))
+        coords, dust_d, dust_mu, dust_sd, dust_avlim, shrink = jax.device_put(
+            (f(inp.coords[pad]), f(inp.dust_d), f(inp.dust_mu[pad]), f(inp.dust_sd[pad]), f(inp.dust_avlim),
+             f(st["precision_shrinkage"])), ctx.device)
+        args2 = (sel, lsel, base, fit.scale, fit.av, fit.rv, fit.icov, ctx.feh, ctx.loga, plx, plxe, coords, dust_d,
+                 dust_mu, dust_sd, opts[0], opts[2], dust_avlim, shrink)
         static = dict(nmc=int(st["Nmc_prior"]), ndraws=int(st["Ndraws"]), mode=st["subsample_mode"],
                       use_gal=inp.use_gal, use_dust=inp.use_dust,
                       gal_kwargs=(("R_solar", float(st["R_solar"])), ("Z_solar", float(st["Z_solar"]))),
@@ -124,14 +132,15 @@ def fit_batch(bf, ctx, inp, rows, B, key, st, host_gather):
               for j in range(rows.size)]
         sel_h = np.asarray(sel) if host_gather else None
         # star i: fold_in(key, key_offset + i)
-        keys = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(key, jnp.asarray(pad + int(st["key_offset"])))
+        keys = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(key, jax.device_put(pad + int(st["key_offset"]),
+                                                                                  ctx.device))
         outs = []  # every group is dispatched before any result is read back (no sync per group)
         for (K, capped), ids, n in _groups(ks, lambda k: 24 * k[0] * int(st["Nmc_prior"]) * itemsize,
                                            gbytes):
             pre = None
             if host_gather and not capped:
-                pre = jnp.asarray(np.stack([selected_indices_host(sel_h[j], K)[0] for j in ids]))
-            outs.append((ids, n, _stage2(jnp.asarray(ids), keys, pre, nsel, *args2, K=int(K), capped=capped,
+                pre = np.stack([selected_indices_host(sel_h[j], K)[0] for j in ids])
+            outs.append((ids, n, _stage2(ids, keys, pre, nsel, *args2, K=int(K), capped=capped,
                                          **static)))
         res = {}
         for ids, n, o in jax.device_get(outs):
