@@ -77,7 +77,8 @@ def top_k_indices(score, K):
     float, unrolled: 32 passes in float32), then the models above it (and the first ties)
     are gathered by `true_indices`.  XLA:GPU lowers a top-k of a whole grid (K = 50,000 of
     600k) to a full sort (16 ms of 127 ms device time per 512-star batch on an H100,
-    benchmarks/README.md); a sort on XLA:CPU costs ~35 ms per star for 655k models.
+    benchmarks/README.md); on XLA:CPU (655k models, four capped stars in a ``lax.map``) this
+    takes 13.9 ms per star against 22.9 for ``lax.top_k``.
     """
     u = _ordered_bits(score)
     t = jnp.zeros((), u.dtype)
