@@ -65,7 +65,7 @@ def _ordered_bits(x):
     utype = {32: jnp.uint32, 64: jnp.uint64}[nbits]
     b = jax.lax.bitcast_convert_type(x, utype)
     top = jnp.asarray(1 << (nbits - 1), utype)
-    return b ^ jnp.where(b >= top, jnp.asarray(~np.uint64(0) if nbits == 64 else ~np.uint32(0), utype), top)
+    return b ^ jnp.where(b >= top, ~jnp.zeros((), utype), top)
 
 
 def top_k_indices(score, K):
