@@ -46,6 +46,7 @@ from ..kernels.sedfit import BandMajorGrid, fit_star, to_band_major
 from ..kernels.sedfit_stages import (fit_star_finish, fit_star_flux, fit_star_mag, fit_stars_mag, icov_at,
                                      marginal_scale_err)
 from ..kernels.selection import gather_selected, select_mask
+from .compile_options import stage_jit
 from .fit_io import FitOutput, fingerprint
 from .prior_setup import galactic_labels, grid_lnprior
 
@@ -118,7 +119,7 @@ def _map(fn, xs, chunk):
     return jax.lax.map(fn, xs) if chunk == 1 else jax.lax.map(fn, xs, batch_size=chunk)
 
 
-@functools.partial(jax.jit, static_argnames=("no_init_thresh", "chunk", "lazy", "star_minor"))
+@stage_jit(static_argnames=("no_init_thresh", "chunk", "lazy", "star_minor"))
 def _stage1_mag(grid, flux, err, mask, plx, plxe, avlim, av_gauss, rvlim, rv_gauss, ltol, ltol_subthresh,
                 init_thresh, *, no_init_thresh, chunk=None, lazy=False, star_minor=False):
     """Stage 1a (batch): magnitude stage of every model and flux-stage selection.
@@ -141,7 +142,7 @@ def _stage1_mag(grid, flux, err, mask, plx, plxe, avlim, av_gauss, rvlim, rv_gau
     return _map(lambda a: lazy_err(fit_star_mag(grid, *a, **kw)), xs, chunk)
 
 
-@functools.partial(jax.jit, donate_argnames=("mag",))
+@stage_jit(donate_argnames=("mag",))
 def _exact_scale_err(ids, grid, flux, err, mask, mag, av_gauss, rv_gauss):
     """Marginal scale errors of the models outside the flux stage of the stars ``ids``
     (`_stage1_mag` with ``lazy`` left them 0), at their final (A_V, R_V)."""
@@ -152,7 +153,7 @@ def _exact_scale_err(ids, grid, flux, err, mask, mag, av_gauss, rv_gauss):
     return mag._replace(scale_err=mag.scale_err.at[ids].set(jax.lax.map(one, ids)))
 
 
-@functools.partial(jax.jit, static_argnames=("capacity", "serial"), donate_argnames=("mag", "n_flux", "flux_err"))
+@stage_jit(static_argnames=("capacity", "serial"), donate_argnames=("mag", "n_flux", "flux_err"))
 def _stage1_flux(ids, grid, flux, err, mask, mag, n_flux, flux_err, idx, avlim, av_gauss, rvlim, rv_gauss, ltol,
                  ltol_subthresh, *, capacity, serial=False):
     """Stage 1b (stars ``ids`` (G,) of the batch, vmapped or mapped): flux stage of each star on
@@ -181,7 +182,7 @@ def _stage1_flux(ids, grid, flux, err, mask, mag, n_flux, flux_err, idx, avlim, 
     return mag, n_flux.at[ids].set(fl.n_iter_flux), flux_err.at[ids].set(fl.err_flux)
 
 
-@functools.partial(jax.jit, static_argnames=("wt_thresh", "cdf_thresh", "dim_prior", "chunk"))
+@stage_jit(static_argnames=("wt_thresh", "cdf_thresh", "dim_prior", "chunk"))
 def _stage1_finish(grid, lnprior, flux, err, mask, plx, plxe, mag, n_flux, flux_err, avlim, av_gauss, rvlim,
                    rv_gauss, ltol, *, wt_thresh, cdf_thresh, dim_prior, chunk=None):
     """Stage 1c (batch): lnl of every model from its final values ``mag`` (nothing is
@@ -320,7 +321,7 @@ def _groups(buckets, bytes_per_star, group_bytes=None):
             yield b, np.concatenate([part, np.full(g - part.size, part[0])]), part.size
 
 
-@functools.partial(jax.jit, static_argnames=("K", "capped", "nmc", "ndraws", "mode", "use_gal", "use_dust",
+@stage_jit(static_argnames=("K", "capped", "nmc", "ndraws", "mode", "use_gal", "use_dust",
                                              "gal_kwargs", "serial"))
 def _stage2(ids, keys, pre_idx, nsel, sel, lnprob_sel, base, scale, av, rv, icov, feh, loga, plx, plxe, coords, dust_d,
             dust_mu, dust_sd, avlim, rvlim, dust_avlim, shrink, *, K, capped, nmc, ndraws, mode, use_gal, use_dust,
@@ -375,7 +376,7 @@ def _stage2(ids, keys, pre_idx, nsel, sel, lnprob_sel, base, scale, av, rv, icov
     return jax.lax.map(lambda x: one(*x), xs) if serial else jax.vmap(one)(*xs)
 
 
-_fit_star_jit = jax.jit(fit_star, static_argnames=("dim_prior", "init_thresh"))
+_fit_star_jit = stage_jit(static_argnames=("dim_prior", "init_thresh"))(fit_star)
 
 
 class _Job(NamedTuple):
