@@ -34,6 +34,19 @@ def env():
             f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}")
 
 
+def bench_grid(bands=8, verbose=False):
+    """The benchmark grid: MIST extended to 0.3-2.3 Msun (built once, cached) with
+    8 bands (PS1 grizy + 2MASS JHKs) or 4 (Gaia G/BP/RP + Ks) -> models, labels, mask, filters."""
+    from brutus_jax.data import build_grid, load_models
+
+    filters = (["PS_g", "PS_r", "PS_i", "PS_z", "PS_y", "2MASS_J", "2MASS_H", "2MASS_Ks"] if bands == 8
+               else ["Gaia_G_EDR3", "Gaia_BP_EDR3", "Gaia_RP_EDR3", "2MASS_Ks"])
+    mini = np.round(np.arange(0.3, 2.3 + 1e-9, 0.025), 4)
+    path = build_grid("default", mini_grid=mini, verbose=verbose)
+    models, labels, mask = load_models(path, filters=filters, verbose=False)
+    return models, labels, mask, filters
+
+
 def simulate(models, n, seed):
     from brutus_jax.kernels.seds import get_seds
 
@@ -94,15 +107,10 @@ def main():
     from brutus_jax.analysis import BruteForce
     from brutus_jax.analysis.bruteforce import _stage1_flux, _stage1_mag, _stage2
     from brutus_jax.core import StarGrid
-    from brutus_jax.data import build_grid, load_models
 
     print(env())
     stage_t = _time_stages() if args.stages else None
-    filters = (["PS_g", "PS_r", "PS_i", "PS_z", "PS_y", "2MASS_J", "2MASS_H", "2MASS_Ks"] if args.bands == 8
-               else ["Gaia_G_EDR3", "Gaia_BP_EDR3", "Gaia_RP_EDR3", "2MASS_Ks"])
-    mini = np.round(np.arange(0.3, 2.3 + 1e-9, 0.025), 4)
-    path = build_grid("default", mini_grid=mini, verbose=True)
-    models, labels, mask = load_models(path, filters=filters, verbose=False)
+    models, labels, mask, filters = bench_grid(args.bands, verbose=True)
     print(f"grid: {models.shape[0]:,} models x {len(filters)} bands ({', '.join(filters)})")
     flux, err, msk, plx, pe, coords = simulate(models, args.nstars_jax, seed=1)
     grid = StarGrid(models, labels, mask, verbose=False)

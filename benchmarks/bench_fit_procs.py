@@ -19,23 +19,18 @@ import time
 
 import numpy as np
 
-FILTERS = ["PS_g", "PS_r", "PS_i", "PS_z", "PS_y", "2MASS_J", "2MASS_H", "2MASS_Ks"]
-
 
 def worker(rank, nprocs, nstars, repeats, barrier, out):
     if nprocs > 1:  # before jax starts: one XLA thread, on one core
         os.environ["NPROC"] = "1"
         os.sched_setaffinity(0, {rank % os.cpu_count()})
     sys.path.insert(0, os.path.dirname(__file__))
-    from bench_fit import simulate
+    from bench_fit import bench_grid, simulate
 
     from brutus_jax.analysis import BruteForce
     from brutus_jax.core import StarGrid
-    from brutus_jax.data import build_grid, load_models
 
-    mini = np.round(np.arange(0.3, 2.3 + 1e-9, 0.025), 4)
-    models, labels, mask = load_models(build_grid("default", mini_grid=mini, verbose=False), filters=FILTERS,
-                                       verbose=False)
+    models, labels, mask, _ = bench_grid()
     flux, err, msk, plx, pe, coords = simulate(models, nstars, seed=1)
     bf = BruteForce(StarGrid(models, labels, mask, verbose=False), verbose=False)
     kw = dict(parallax=plx, parallax_err=pe, data_coords=coords, rstate=7, verbose=False, batch_size=16)

@@ -13,6 +13,7 @@ import pytest
 from brutus_jax.analysis.compile_options import stage_compiler_options, stage_jit
 from brutus_jax.data.synthetic import make_synthetic_grid
 from brutus_jax.kernels.sedfit import fit_star, to_band_major
+from test_sedfit import _simulate
 
 
 def test_options_follow_the_cpu_and_the_environment():
@@ -30,20 +31,13 @@ def test_options_follow_the_cpu_and_the_environment():
 def test_vector_width_does_not_change_the_fit():
     models = np.asarray(make_synthetic_grid(n_mini=20, n_eep=20, n_feh=8, dtype=np.float64)[0])
     grid = to_band_major(models, np.float32)
-    rng = np.random.default_rng(3)
-    idx = rng.integers(len(models), size=4)
-    c = models[idx]
-    mag = c[..., 0] + 0.8 * (c[..., 1] + 3.3 * c[..., 2]) + 5 * np.log10(1.5)
-    f0 = 10 ** (-0.4 * mag)
-    err = 0.03 * f0
-    flux = (f0 + err * rng.standard_normal(f0.shape)).astype(np.float32)
-    err = err.astype(np.float32)
-    mask = np.ones(flux.shape, bool)
+    # test_sedfit's stars: masked bands, a negative flux, NaN data, some parallaxes
+    flux, err, mask, plx, plx_err, _ = _simulate(models, np.random.default_rng(3), 8)
+    f32 = lambda x: np.asarray(x, np.float32)  # noqa: E731
     fits = {}
     for width in (256, 512):
-        fn = jax.jit(jax.vmap(lambda f, e, m: fit_star(grid, f, e, m, jnp.float32(0.7), jnp.float32(0.1))),
-                     compiler_options={"xla_cpu_prefer_vector_width": width})
-        fits[width] = jax.device_get(fn(flux, err, mask))
+        fn = jax.jit(jax.vmap(lambda *a: fit_star(grid, *a)), compiler_options={"xla_cpu_prefer_vector_width": width})
+        fits[width] = jax.device_get(fn(f32(flux), f32(err), mask, f32(plx), f32(plx_err)))
     a, b = fits[256], fits[512]
     np.testing.assert_array_equal(a.flux_stage, b.flux_stage)
     np.testing.assert_array_equal(a.n_iter_mag, b.n_iter_mag)

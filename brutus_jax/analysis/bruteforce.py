@@ -30,7 +30,6 @@ local devices is `fit_runner`.
 
 from __future__ import annotations
 
-import functools
 import os
 from typing import NamedTuple
 
@@ -321,8 +320,8 @@ def _groups(buckets, bytes_per_star, group_bytes=None):
             yield b, np.concatenate([part, np.full(g - part.size, part[0])]), part.size
 
 
-@stage_jit(static_argnames=("K", "capped", "nmc", "ndraws", "mode", "use_gal", "use_dust",
-                                             "gal_kwargs", "serial"))
+@stage_jit(static_argnames=("K", "capped", "nmc", "ndraws", "mode", "use_gal", "use_dust", "gal_kwargs",
+                           "serial"))
 def _stage2(ids, keys, pre_idx, nsel, sel, lnprob_sel, base, scale, av, rv, icov, feh, loga, plx, plxe, coords, dust_d,
             dust_mu, dust_sd, avlim, rvlim, dust_avlim, shrink, *, K, capped, nmc, ndraws, mode, use_gal, use_dust,
             gal_kwargs, serial=False):

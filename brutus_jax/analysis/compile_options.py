@@ -77,4 +77,4 @@ _OPTIONS = stage_compiler_options()
 def stage_jit(**kwargs):
     """``functools.partial(jax.jit, compiler_options=<stage_compiler_options()>, **kwargs)``:
     the decorator of `BruteForce`'s stage functions."""
-    return functools.partial(jax.jit, compiler_options=dict(_OPTIONS) or None, **kwargs)
+    return functools.partial(jax.jit, compiler_options=_OPTIONS or None, **kwargs)
